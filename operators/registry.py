@@ -1,0 +1,4 @@
+from dipbench.registry import Registry
+
+OPERATORS = Registry("operator")
+register = OPERATORS.register

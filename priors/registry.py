@@ -1,0 +1,4 @@
+from dipbench.registry import Registry
+
+PRIORS = Registry("prior")
+register = PRIORS.register

@@ -1,0 +1,4 @@
+from dipbench.registry import Registry
+
+SOLVERS = Registry("solver")
+register = SOLVERS.register
