@@ -40,6 +40,19 @@ class GaussianPrior(Denoiser):
         self.mu, self.lam, self.Q = mean.float(), lam.float(), q.float().contiguous()
         self._cache: dict = {}
 
+    @classmethod
+    def from_eig(cls, mean, lam, q, shape):
+        """Build from a stored eigendecomposition (skips the O(n^3) eigh)."""
+        self = cls.__new__(cls)
+        self.shape = tuple(shape)
+        self.n = int(torch.as_tensor(lam).numel())
+        self.mu64 = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)
+        self.lam64 = torch.as_tensor(lam, dtype=torch.float64).clamp_min(0.0)
+        self.Q64 = torch.as_tensor(q, dtype=torch.float64)
+        self.mu, self.lam, self.Q = self.mu64.float(), self.lam64.float(), self.Q64.float().contiguous()
+        self._cache = {}
+        return self
+
     # --- denoiser ------------------------------------------------------------------------
     def denoise(self, x, sigma):
         b = x.shape[0]

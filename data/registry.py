@@ -1,0 +1,4 @@
+from dipbench.registry import Registry
+
+DATASETS = Registry("dataset")
+register = DATASETS.register
