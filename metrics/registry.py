@@ -1,0 +1,4 @@
+from dipbench.registry import Registry
+
+METRICS = Registry("metric")
+register = METRICS.register

@@ -1,0 +1,1 @@
+"""Aggregation, tables, plots and figure grids."""
