@@ -2,7 +2,15 @@
 
 y is the vector of kept entries (B, k), in C-major order of the image.  All singular values are 1;
 V's coefficient order puts kept entries first, then missing ones.  Masks are the same on every
-channel.  Each mask shape is one function registered below (the full family lives in its own issue).
+channel.  Each mask shape is one function registered below:
+
+* ``inpaint_half``     right (or left) half missing;
+* ``inpaint_box``      a centred square missing (``fraction`` of the width, or ``size`` pixels);
+* ``inpaint_expand``   everything outside a centred square missing (only the centre is kept);
+* ``inpaint_random``   a ``fraction`` of the pixels missing, drawn from an integer ``seed`` with a
+                       private ``torch.Generator`` (exactly round(fraction * H * W) pixels missing);
+* ``inpaint_srmask``   only every ``factor``-th pixel on both axes kept (the sr2x mask for factor 2);
+* ``inpaint_alllines`` every other row missing (even rows kept).
 """
 from __future__ import annotations
 
@@ -86,4 +94,72 @@ def inpaint_box(shape, fraction: float = 0.5, size: int | None = None):
     top, left = (h - size) // 2, (w - size) // 2
     m = torch.ones(h, w, dtype=torch.bool)
     m[top: top + size, left: left + size] = False
+    return MaskOperator(shape, m)
+
+
+def _centred_size(name, h, w, fraction, size):
+    if size is None:
+        if not 0 < fraction < 1:
+            raise ValueError(f"{name}: fraction must be in (0, 1), got {fraction}")
+        size = round(fraction * min(h, w))
+    size = int(size)
+    if not 0 < size <= min(h, w):
+        raise ValueError(f"{name}: size must be in [1, {min(h, w)}], got {size}")
+    return size
+
+
+@register("inpaint_expand")
+def inpaint_expand(shape, fraction: float = 0.5, size: int | None = None):
+    """Only a centred square is observed (width = fraction of the image width, or `size` pixels);
+    everything outside it is missing (the 'expand' / outpainting mask)."""
+    h, w = _hw(shape)
+    size = _centred_size("inpaint_expand", h, w, fraction, size)
+    top, left = (h - size) // 2, (w - size) // 2
+    m = torch.zeros(h, w, dtype=torch.bool)
+    m[top: top + size, left: left + size] = True
+    return MaskOperator(shape, m)
+
+
+def random_pixel_mask(h: int, w: int, fraction: float, seed: int) -> torch.Tensor:
+    """(H, W) bool mask with exactly round(fraction * H * W) pixels missing (False), chosen by a
+    random permutation from ``torch.Generator().manual_seed(seed)`` (never the global RNG)."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"inpaint_random: fraction must be in [0, 1], got {fraction}")
+    if int(seed) != seed:
+        raise ValueError(f"inpaint_random: seed must be an integer, got {seed!r}")
+    g = torch.Generator().manual_seed(int(seed))
+    n_missing = round(fraction * h * w)
+    order = torch.randperm(h * w, generator=g)
+    m = torch.ones(h * w, dtype=torch.bool)
+    m[order[:n_missing]] = False
+    return m.reshape(h, w)
+
+
+@register("inpaint_random")
+def inpaint_random(shape, fraction: float = 0.5, seed: int = 0):
+    """A `fraction` of the pixels missing (same on every channel), mask drawn from `seed`.
+    DDRM's 'inp' uses 50 %; DAPS ~70 %."""
+    h, w = _hw(shape)
+    return MaskOperator(shape, random_pixel_mask(h, w, fraction, seed))
+
+
+@register("inpaint_srmask")
+def inpaint_srmask(shape, factor: int = 2):
+    """Keep pixel (i, j) iff i % factor == 0 and j % factor == 0 (1/factor^2 of the pixels):
+    the 'sr2x' mask for factor 2."""
+    h, w = _hw(shape)
+    factor = int(factor)
+    if factor < 1:
+        raise ValueError(f"inpaint_srmask: factor must be >= 1, got {factor}")
+    m = torch.zeros(h, w, dtype=torch.bool)
+    m[::factor, ::factor] = True
+    return MaskOperator(shape, m)
+
+
+@register("inpaint_alllines")
+def inpaint_alllines(shape):
+    """Every other row missing: rows 0, 2, 4, ... kept, rows 1, 3, 5, ... missing."""
+    h, w = _hw(shape)
+    m = torch.zeros(h, w, dtype=torch.bool)
+    m[::2, :] = True
     return MaskOperator(shape, m)

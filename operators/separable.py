@@ -50,7 +50,10 @@ class Separable(SVDOperator):
         s2 = torch.outer(sh, sw).expand(c, h, w).reshape(-1)
         order = torch.sort(s2, descending=True, stable=True).indices
         s_sorted = s2[order]
-        k = int((s_sorted > thr2).sum())
+        # also drop values that vanish (or are denormal) in float32: the operator is applied in
+        # float32, so they are zero there and the pseudo-inverse must never divide by them
+        tiny = torch.finfo(torch.float32).tiny
+        k = int(((s_sorted > thr2) & (s_sorted >= tiny)).sum())
         self.Uh, self.Uw = uh.float(), uw.float()
         self.Vh, self.Vw = vht.T.contiguous().float(), vwt.T.contiguous().float()
         self.perm = order
