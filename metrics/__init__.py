@@ -1,10 +1,15 @@
 """Metrics; ``build(name)``, ``names()``."""
-from dipbench.autoload import import_submodules
+import importlib
+import pkgutil
 
 from .registry import METRICS
 from .base import Metric, MetricUnavailable
 
-import_submodules(__name__, __path__)
+# every module registers its metrics on import (adding a metric is one file); ``prefetch`` is a
+# command-line tool (``python -m metrics.prefetch``) and is not imported here
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+    if not _info.name.startswith("_") and _info.name != "prefetch":
+        importlib.import_module(f"{__name__}.{_info.name}")
 
 
 def build(name: str, **params) -> Metric:

@@ -35,13 +35,20 @@ def dataset_table(df: pd.DataFrame, metric_names, digits: int = 3):
 
 
 def build_report(cfg, leaderboard_csv, out_dir) -> list[Path]:
+    """Every table (per-dataset overview + the specs of config/tables.yaml), every figure, index.md."""
+    from .figures import all_figures
+    from .specs import load_specs, render_specs
+    from .tables import unavailable_reasons
+
     out_dir = Path(out_dir)
     df = pd.read_csv(leaderboard_csv)
     metric_names = list(cfg.get("metrics", []))
+    results = cfg.get("results", str(out_dir.parent))
     written = []
     lines = ["# dipbench report", "",
-             f"Leaderboard: `{leaderboard_csv}` ({len(df)} runs: dataset x task x solver x seed).", "",
-             "## Tables", ""]
+             f"Leaderboard: `{leaderboard_csv}` ({len(df)} runs: dataset x task x solver x seed). "
+             f"Cells: mean ± std over seeds of the per-seed mean over images; best per column in bold.", "",
+             "## Overview tables (every metric, every task)", ""]
     for ds, sub in df.groupby("dataset"):
         table, notes = dataset_table(sub, metric_names)
         if table.empty:
@@ -53,6 +60,32 @@ def build_report(cfg, leaderboard_csv, out_dir) -> list[Path]:
         write_text(tex, to_latex(table, title, notes, label=f"tab:{ds}"))
         written += [md, tex]
         lines.append(f"- [{ds}](tables/{ds}.md) ([LaTeX](tables/{ds}.tex))")
+
+    specs, source = load_specs(cfg)
+    entries, skipped = render_specs(specs, df, out_dir, results)
+    lines += ["", f"## Paper tables (specs: `{source}`)", ""]
+    for title, md, tex in entries:
+        lines.append(f"- [{title}]({md}) ([LaTeX]({tex}))")
+        written += [out_dir / md, out_dir / tex]
+    if skipped:
+        lines += ["", "Skipped specs (nothing of theirs in this leaderboard):", ""]
+        lines += [f"- `{sid}` ({paper}): {why}" for sid, paper, why in skipped]
+
+    figs = all_figures(df, out_dir, n_images=int((cfg.get("report") or {}).get("grid_images", 4)))
+    lines += ["", "## Figures", ""]
+    for cap, p in figs:
+        rel = p.relative_to(out_dir).as_posix()
+        lines.append(f"- [{cap}]({rel})")
+        written.append(p)
+
+    reasons = unavailable_reasons(df)
+    lines += ["", "## Metrics", ""]
+    lines.append("Costs (s/image, NFE, VJP, peak memory, device) come from each run's run.json; see the "
+                 "cost table above and the leaderboard.")
+    if reasons:
+        lines += ["", "Unavailable here (shown as '–‡' in the tables):", ""]
+        lines += [f"- `{k}`: {v}" for k, v in sorted(reasons.items())]
     lines.append("")
     write_text(out_dir / "index.md", "\n".join(lines) + "\n")
+    written.append(out_dir / "index.md")
     return written

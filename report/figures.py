@@ -1,0 +1,183 @@
+"""Report figures (matplotlib, Agg): runtime vs quality, qualitative grids, seed spread.
+
+* ``runtime_vs_quality``: one panel per task, one point per solver (mean over seeds, error bars
+  = std over seeds) at (wall time per image, quality); quality is LPIPS (Alex, else VGG) where
+  computed, else PSNR.
+* ``qualitative_grid``: per dataset x task, the first images (rows): original, the measurement
+  as an image (``op.to_image``; blank where the operator has none), then each solver (first seed).
+* ``seed_spread``: per dataset and metric, every seed's value per solver and task.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from dipbench.paths import ROOT  # noqa: E402
+
+QUALITY_ORDER = ("lpips_alex", "lpips_vgg", "psnr", "ssim", "map_rel_err")
+
+
+def quality_metric(df: pd.DataFrame) -> str | None:
+    for m in QUALITY_ORDER:
+        if m in df and pd.to_numeric(df[m], errors="coerce").notna().any():
+            return m
+    return None
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def runtime_vs_quality(df: pd.DataFrame, dataset: str, out: Path) -> Path | None:
+    sub = df[df["dataset"] == dataset]
+    m = quality_metric(sub)
+    if m is None or "wall_per_image_s" not in sub:
+        return None
+    import metrics
+
+    hib = metrics.METRICS.get(m).higher_is_better if m in metrics.METRICS else True
+    tasks = sorted(sub["task"].astype(str).unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    solvers = sorted(sub["solver"].astype(str).unique())
+    colors = {s: plt.cm.tab10(i % 10) for i, s in enumerate(solvers)}
+    for ax, t in zip(axes[0], tasks):
+        st = sub[sub["task"].astype(str) == t]
+        for s, g in st.groupby("solver"):
+            q = pd.to_numeric(g[m], errors="coerce")
+            w = pd.to_numeric(g["wall_per_image_s"], errors="coerce")
+            if q.notna().sum() == 0:
+                continue
+            ax.errorbar(w.mean(), q.mean(), xerr=w.std() if len(w) > 1 else None,
+                        yerr=q.std() if q.notna().sum() > 1 else None, fmt="o", color=colors[str(s)],
+                        label=str(s), capsize=3)
+            ax.annotate(str(s), (w.mean(), q.mean()), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"wall time per image (s), {sub['device'].iloc[0] if 'device' in sub else ''}", fontsize=8)
+        ax.set_ylabel(f"{m} ({'higher' if hib else 'lower'} is better)")
+        ax.set_title(t)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{dataset}: runtime vs {m} (mean ± std over seeds)")
+    return _save(fig, out)
+
+
+def _img(a: np.ndarray | None):
+    if a is None:
+        return None
+    a = np.nan_to_num(np.asarray(a, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
+    a = np.clip((a + 1) / 2, 0, 1)
+    return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+
+
+def _resolve(p) -> Path:
+    p = Path(p)
+    return p if p.is_absolute() or p.exists() else ROOT / p
+
+
+def qualitative_grid(df: pd.DataFrame, dataset: str, task: str, out: Path, n_images: int = 4) -> Path | None:
+    import torch
+
+    from dipbench.pipeline import load_measurement, operator_for
+
+    sub = df[(df["dataset"] == dataset) & (df["task"].astype(str) == task)]
+    if sub.empty or "run_dir" not in sub:
+        return None
+    seed = sorted(sub["seed"].unique())[0]
+    runs = sub[sub["seed"] == seed].sort_values("solver")
+    first = _resolve(runs["run_dir"].iloc[0])
+    import json
+
+    run = json.loads((first / "run.json").read_text())
+    meas_dir = _resolve(run.get("measurement", ""))
+    if not (meas_dir / "measurement.npz").exists():
+        return None
+    meta, m = load_measurement(meas_dir)
+    x = m["x"][:n_images]
+    if x.ndim != 4:
+        return None
+    try:
+        with torch.no_grad():
+            y_img = operator_for(meta).to_image(m["y"][:n_images])
+    except Exception:
+        y_img = None
+    cols = [("original", x.numpy()), ("measurement", None if y_img is None else y_img.numpy())]
+    for _, r in runs.iterrows():
+        p = _resolve(r["run_dir"]) / "recon.npz"
+        if p.exists():
+            cols.append((str(r["solver"]), np.load(p)["recon"][:n_images]))
+    n = len(x)
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.6 * len(cols), 1.6 * n + 0.4), squeeze=False)
+    for j, (name, arr) in enumerate(cols):
+        for i in range(n):
+            ax = axes[i, j]
+            ax.set_xticks([]), ax.set_yticks([])
+            im = None if arr is None else _img(arr[i])
+            if im is None:
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes)
+            else:
+                ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            if i == 0:
+                ax.set_title(name, fontsize=8)
+    fig.suptitle(f"{dataset} / {task} (seed {seed})", fontsize=9)
+    return _save(fig, out)
+
+
+def seed_spread(df: pd.DataFrame, dataset: str, metric: str, out: Path) -> Path | None:
+    sub = df[df["dataset"] == dataset]
+    if metric not in sub or pd.to_numeric(sub[metric], errors="coerce").notna().sum() == 0:
+        return None
+    tasks = sorted(sub["task"].astype(str).unique())
+    solvers = sorted(sub["solver"].astype(str).unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(3.0, 0.9 * len(solvers)) * len(tasks) / 1.5 + 1, 3.4),
+                             squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        st = sub[sub["task"].astype(str) == t]
+        for i, s in enumerate(solvers):
+            v = pd.to_numeric(st[st["solver"].astype(str) == s][metric], errors="coerce").dropna()
+            if len(v):
+                ax.plot(np.full(len(v), i) + np.linspace(-0.08, 0.08, len(v)), v, "o", alpha=0.8)
+                ax.hlines(v.mean(), i - 0.25, i + 0.25, color="k", lw=1)
+        ax.set_xticks(range(len(solvers)))
+        ax.set_xticklabels(solvers, rotation=45, ha="right", fontsize=8)
+        ax.set_title(t)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"{dataset}: {metric} per seed (dots) and mean (bar)")
+    return _save(fig, out)
+
+
+def all_figures(df: pd.DataFrame, out_dir: Path, n_images: int = 4) -> list[tuple[str, Path]]:
+    """[(caption, path)] for every figure written under out_dir/figures."""
+    out = []
+    fig_dir = Path(out_dir) / "figures"
+    for ds in sorted(df["dataset"].astype(str).unique()):
+        p = runtime_vs_quality(df, ds, fig_dir / f"{ds}__runtime_vs_quality.png")
+        if p:
+            out.append((f"{ds}: runtime per image vs {quality_metric(df[df['dataset'] == ds])}", p))
+        for t in sorted(df[df["dataset"] == ds]["task"].astype(str).unique()):
+            try:
+                p = qualitative_grid(df, ds, t, fig_dir / f"{ds}__{t}__grid.png", n_images)
+            except Exception as e:  # a figure is never worth failing the report for
+                print(f"[report] grid {ds}/{t} skipped: {type(e).__name__}: {e}")
+                p = None
+            if p:
+                out.append((f"{ds} / {t}: qualitative grid (original, measurement, solvers)", p))
+        for m in [quality_metric(df[df["dataset"] == ds]), "psnr"]:
+            if m and not any(f"{ds}__seeds_{m}" in str(q) for _, q in out):
+                p = seed_spread(df, ds, m, fig_dir / f"{ds}__seeds_{m}.png")
+                if p:
+                    out.append((f"{ds}: {m} spread over seeds", p))
+    return out
+
+
+def is_finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
