@@ -32,20 +32,67 @@ def resolve_device(cfg) -> str:
     return dev
 
 
+class InputError(RuntimeError):
+    """A dataset image or checkpoint that cannot be read: the message names the file and the fix."""
+
+
 def build_prior(cfg, dataset: str):
+    """The dataset's prior; a checkpoint that is present but unreadable is named with the fix."""
     import priors
 
     p = C.dataset_entry(cfg, dataset)["prior"]
-    return priors.build(p["name"], **p["params"])
+    try:
+        return priors.build(p["name"], **p["params"])
+    except FileNotFoundError:
+        raise  # missing checkpoint: the loader's message already names the file and the command
+    except Exception as e:  # noqa: BLE001 - add the file and the fix to e.g. torch's UnpicklingError
+        where = _checkpoint_of(p)
+        if where is None:
+            raise
+        from dipbench.prefetch import PREFETCH_CMD
+
+        raise InputError(f"datasets.{dataset}.prior '{p['name']}': cannot load checkpoint {where} "
+                         f"({type(e).__name__}: {str(e)[:300]}). The file is probably truncated or "
+                         f"corrupt: delete it and fetch it again with `{PREFETCH_CMD}`, or check "
+                         f"the prior's `path` param.") from e
+
+
+def _checkpoint_of(prior: dict):
+    if prior["params"].get("path"):
+        return Path(prior["params"]["path"])
+    try:
+        from dipbench.prefetch import checkpoint_path, load_registry
+
+        reg = load_registry()
+        return checkpoint_path(prior["name"], registry=reg) if prior["name"] in reg else None
+    except Exception:  # noqa: BLE001 - no registry: nothing to add
+        return None
 
 
 def load_images(cfg, dataset: str):
+    """(ids, images); an unreadable image is named (id and file) with the dataset's fix hint."""
     import data
 
     e = C.dataset_entry(cfg, dataset)
     ds = data.build(e["images"], **e["params"])
     ids = ds.subset(e["n_images"])
-    return ids, ds.load(ids)
+    try:
+        return ids, ds.load(ids)
+    except FileNotFoundError:
+        raise  # the loader names the missing file and the fix
+    except Exception as exc:  # noqa: BLE001 - find the culprit image and name it
+        bad = None
+        for i in ids:
+            try:
+                ds.load([i])
+            except Exception:  # noqa: BLE001
+                bad = i
+                break
+        path = ds.path(bad) if (bad is not None and hasattr(ds, "path")) else None
+        fix = getattr(ds, "fix", "") or "Replace the file with an intact copy."
+        raise InputError(f"datasets.{dataset} ({e['images']}): cannot read image {bad!r}"
+                         f"{f' at {path}' if path else ''}: {type(exc).__name__}: {exc}. The file is "
+                         f"probably truncated or corrupt; replace it. {fix}") from exc
 
 
 def operator_for(meta: dict):
@@ -73,8 +120,13 @@ def peak_memory_mb(device: str) -> tuple[float, str]:
 # ---------------------------------------------------------------------------- measure
 def measure(cfg, dataset: str, task: str, seed: int, out_dir) -> None:
     """y = A(x) + sigma_y * eps, eps from the generator seeded by (dataset, image-set, task, seed)."""
+    C.import_plugins(cfg)
     out_dir = Path(out_dir)
     ids, x = load_images(cfg, dataset)
+    want = C.dataset_entry(cfg, dataset).get("shape")
+    if want and list(x.shape[1:]) != list(want):
+        raise ValueError(f"datasets.{dataset}.shape is {list(want)} in the config but the images "
+                         f"are {list(x.shape[1:])}: fix the config entry")
     te = C.task_entry(cfg, task)
     op, op_params = C.build_operator(te, tuple(x.shape[1:]), seed=stable_seed(dataset, task, seed, "operator"))
     with torch.no_grad():
@@ -94,9 +146,64 @@ def measure(cfg, dataset: str, task: str, seed: int, out_dir) -> None:
 
 
 # ---------------------------------------------------------------------------- solve
+# Failure policy (see solve_or_record):
+#   * a solver that returns NaN/inf for an image  -> that image is `diverged`, the run goes on;
+#   * a solver that raises (other than out-of-memory) -> the run is recorded `failed` (run.json with the
+#     reason and traceback, NaN reconstructions), the job exits 0 so scoring, the leaderboard and
+#     the tables still get built, and the failure counter beside the run dir is bumped: the solve
+#     rule's params carry that counter, so the next `snakemake` sees changed params and re-runs
+#     exactly the failed runs (and their scores);
+#   * anything before the solver runs (missing/corrupt measurement, prior or checkpoint, no CUDA)
+#     is an error of the environment, not a result: the job fails (non-zero, the error is noted in
+#     the marker), Snakemake removes its outputs and retries it per `--retries`; with --keep-going
+#     the rest of the grid goes on (the leaderboard waits until every run exists).
+def failure_marker(run_dir) -> Path:
+    """results/runs/{dataset}/{task}/{solver}/seed{N}.failed.json (beside the run dir, not an output)."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / f"{run_dir.name}.failed.json"
+
+
+def failure_count(run_dir) -> int:
+    """How many times this run has failed so far (0 if never): the solve rule's retry token."""
+    try:
+        return int(read_json(failure_marker(run_dir)).get("failures", 0))
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def _bump_failures(run_dir, record_: dict) -> int:
+    n = failure_count(run_dir) + 1
+    write_json(failure_marker(run_dir), dict(record_, failures=n, resolved=False))
+    return n
+
+
+def _mark_resolved(run_dir) -> None:
+    """Keep the counter (so the rule's params stay equal and a good run is not re-run)."""
+    mk = failure_marker(run_dir)
+    if mk.exists():
+        try:
+            rec = read_json(mk)
+        except ValueError:
+            return
+        if not rec.get("resolved"):
+            write_json(mk, dict(rec, resolved=True, resolved_at=now()))
+
+
+class SolverFailed(Exception):
+    """Raised inside solve() when the solver itself raised; carries what is needed to record it."""
+
+    def __init__(self, exc, tb, partial):
+        super().__init__(f"{type(exc).__name__}: {exc}")
+        self.exc, self.tb, self.partial = exc, tb, partial
+
+
 def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_dir, log=print) -> dict:
+    """Solve every image of one (dataset, task, solver, seed); prior built once, images in batches.
+
+    Errors before the solver runs propagate; an exception from the solver raises SolverFailed."""
     import solvers
 
+    C.import_plugins(cfg)
     run_dir = Path(run_dir)
     device = resolve_device(cfg)
     entry = C.solver_entries(cfg)[solver]
@@ -104,70 +211,113 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
     started, t_start = now(), time.perf_counter()
     op = operator_for(meta).to(device)
     prior = build_prior(cfg, dataset).to(device)
-    alg = solvers.build(entry["solver"], **entry["params"])
-    op.require(alg.needs)
     batch = int(cfg.get("batch_size", 16))
     n = len(m["ids"])
-    recon = torch.empty_like(m["x"])
+    common = dict(dataset=dataset, task=task, solver=solver, solver_registry=entry["solver"], seed=seed,
+                  sweep_of=entry.get("sweep_of"), n_images=n, batch_size=batch, device_kind=device,
+                  measurement=str(meas_dir),
+                  config_hash=config_hash(dict(solver=entry, task=meta["task_entry"],
+                                               dataset=meta["dataset_entry"], batch_size=batch, seed=seed)))
+    recon = torch.full_like(m["x"], float("nan"))
     status, reasons = [], {}
     nfe = vjp = 0
     solve_s = 0.0
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    for start in range(0, n, batch):
-        sl = slice(start, min(start + batch, n))
-        y = m["y"][sl].to(device)
-        den = solvers.CountingDenoiser(prior)
-        g = generator(dataset, task, solver, seed, f"batch{start}", device=device)
-        t0 = time.perf_counter()
-        out = alg.solve(y, op, den, meta["sigma_y"], g)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        solve_s += time.perf_counter() - t0
-        out = out.detach().float().cpu()
-        recon[sl] = out
-        nfe += den.nfe * (sl.stop - sl.start)
-        vjp += den.vjp * (sl.stop - sl.start)
-        finite = torch.isfinite(out.reshape(out.shape[0], -1)).all(1)
-        for i, ok in zip(m["ids"][sl], finite.tolist()):
-            status.append("ok" if ok else "diverged")
-            if not ok:
-                reasons[i] = "non-finite values in the reconstruction"
-        log(f"[{dataset}/{task}/{solver}/seed{seed}] {sl.stop}/{n} images, "
-            f"{solve_s:.1f}s solving, {den.nfe} NFE/{den.vjp} VJP per image")
+    try:
+        alg = solvers.build(entry["solver"], **entry["params"])
+        common["params"] = alg.params
+        op.require(alg.needs)
+        for start in range(0, n, batch):
+            sl = slice(start, min(start + batch, n))
+            y = m["y"][sl].to(device)
+            den = solvers.CountingDenoiser(prior)
+            g = generator(dataset, task, solver, seed, f"batch{start}", device=device)
+            t0 = time.perf_counter()
+            out = alg.solve(y, op, den, meta["sigma_y"], g)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            solve_s += time.perf_counter() - t0
+            out = out.detach().float().cpu()
+            recon[sl] = out
+            nfe += den.nfe * (sl.stop - sl.start)
+            vjp += den.vjp * (sl.stop - sl.start)
+            finite = torch.isfinite(out.reshape(out.shape[0], -1)).all(1)
+            for i, ok in zip(m["ids"][sl], finite.tolist()):
+                status.append("ok" if ok else "diverged")
+                if not ok:
+                    reasons[i] = "non-finite values in the reconstruction"
+            log(f"[{dataset}/{task}/{solver}/seed{seed}] {sl.stop}/{n} images, "
+                f"{solve_s:.1f}s solving, {den.nfe} NFE/{den.vjp} VJP per image")
+    except (torch.cuda.OutOfMemoryError, MemoryError):
+        raise  # the machine's limit, not the method's: fail the job so Snakemake retries it
+    except Exception as e:  # noqa: BLE001 - the solver's own failure is a result, recorded below
+        partial = dict(common, start=started, t_start=t_start, recon=recon, ids=m["ids"], device=device,
+                       solve_s=solve_s)
+        raise SolverFailed(e, traceback.format_exc(), partial) from e
     mem, mem_kind = peak_memory_mb(device)
     ids = m["ids"]
-    write_npz(run_dir / "recon.npz", recon=recon.numpy(), ids=np.array(ids))
-    if len(recon.shape) == 4:
-        for i, img in zip(ids, recon.numpy()):
-            save_png(run_dir / "recon" / f"{i}.png", img)
-    else:
-        (run_dir / "recon").mkdir(parents=True, exist_ok=True)
+    _write_recon(run_dir, recon, ids)
     info = dict(
-        dataset=dataset, task=task, solver=solver, solver_registry=entry["solver"], seed=seed,
-        params=alg.params, sweep_of=entry.get("sweep_of"),
-        config_hash=config_hash(dict(solver=entry, task=meta["task_entry"], dataset=meta["dataset_entry"],
-                                     batch_size=batch, seed=seed)),
-        status="ok" if all(s == "ok" for s in status) else "diverged",
-        images={i: s for i, s in zip(ids, status)}, reasons=reasons, n_images=n,
+        common, status="ok" if all(s == "ok" for s in status) else "diverged",
+        images={i: s for i, s in zip(ids, status)}, reasons=reasons,
         wall_s=time.perf_counter() - t_start, solve_s=solve_s, wall_per_image_s=solve_s / max(n, 1),
         nfe_per_image=nfe / max(n, 1), vjp_per_image=vjp / max(n, 1),
-        peak_memory_mb=mem, memory_kind=mem_kind, batch_size=batch, device_kind=device,
-        start=started, end=now(), measurement=str(meas_dir), **record(device))
-    write_json(run_dir / "run.json", info)
+        peak_memory_mb=mem, memory_kind=mem_kind, previous_failures=failure_count(run_dir),
+        start=started, end=now(), **record(device))
+    write_json(run_dir / "run.json", info)  # last: run.json present <=> the run is complete
+    _mark_resolved(run_dir)
     return info
 
 
+def _write_recon(run_dir, recon, ids) -> None:
+    write_npz(run_dir / "recon.npz", recon=recon.numpy(), ids=np.array(ids))
+    (run_dir / "recon").mkdir(parents=True, exist_ok=True)
+    if len(recon.shape) == 4:
+        for i, img in zip(ids, recon.numpy()):
+            if np.isfinite(img).all():
+                save_png(run_dir / "recon" / f"{i}.png", img)
+
+
 def solve_or_record(cfg, dataset, task, solver, seed, meas_dir, run_dir, log=print) -> dict:
-    """solve(), and on an exception write failed.json with the traceback before re-raising."""
+    """solve(); a solver exception is recorded as status `failed` (job succeeds, see the policy
+    above); any other exception bumps the failure marker and is re-raised (the job fails)."""
+    run_dir = Path(run_dir)
     try:
         return solve(cfg, dataset, task, solver, seed, meas_dir, run_dir, log)
+    except SolverFailed as f:
+        log(f.tb)
+        p = f.partial
+        reason = str(f)
+        n_fail = _bump_failures(run_dir, dict(dataset=dataset, task=task, solver=solver, seed=seed,
+                                              status="failed", reason=reason, traceback=f.tb, time=now()))
+        _write_recon(run_dir, torch.full_like(p["recon"], float("nan")), p["ids"])
+        mem, mem_kind = peak_memory_mb(p["device"])
+        n = len(p["ids"])
+        info = {k: v for k, v in p.items() if k not in ("recon", "ids", "t_start", "device")}
+        info.setdefault("params", C.solver_entries(cfg)[solver]["params"])
+        info.update(status="failed", reason=reason, traceback=f.tb,
+                    images={i: "failed" for i in p["ids"]}, reasons={i: reason for i in p["ids"]},
+                    wall_s=time.perf_counter() - p["t_start"], wall_per_image_s=None,
+                    nfe_per_image=None, vjp_per_image=None, peak_memory_mb=mem, memory_kind=mem_kind,
+                    previous_failures=n_fail - 1, failures=n_fail, end=now(), **record(p["device"]))
+        write_json(run_dir / "run.json", info)
+        log(f"[{dataset}/{task}/{solver}/seed{seed}] FAILED ({reason}); recorded in {run_dir / 'run.json'}; "
+            f"failure #{n_fail}: the next snakemake invocation re-runs it")
+        return info
     except Exception as e:
         tb = traceback.format_exc()
         log(tb)
-        write_json(Path(run_dir).parent / f"seed{seed}.failed.json",
-                   dict(dataset=dataset, task=task, solver=solver, seed=seed, status="failed",
-                        reason=f"{type(e).__name__}: {e}", traceback=tb, time=now()))
+        # the job fails: Snakemake removes its outputs and re-runs it anyway (and retries it per
+        # --retries), so the counter (the params token) is left alone -- bumping it would make
+        # a successful retry in this same invocation run once more next time
+        try:
+            write_json(failure_marker(run_dir), dict(
+                dataset=dataset, task=task, solver=solver, seed=seed, status="error",
+                reason=f"{type(e).__name__}: {e}", traceback=tb, time=now(),
+                failures=failure_count(run_dir), resolved=False))
+        except OSError:
+            pass
         raise
 
 
@@ -176,28 +326,41 @@ def score(cfg, meas_dir, run_dir) -> None:
     import metrics
     from metrics.base import MetricUnavailable
 
+    C.import_plugins(cfg)
     run_dir = Path(run_dir)
     meta, m = load_measurement(meas_dir)
     run = read_json(run_dir / "run.json")
     z = np.load(run_dir / "recon.npz")
     recon = torch.from_numpy(z["recon"])
-    ctx = dict(y=m["y"], x_map=m["x_map"], sigma_y=meta["sigma_y"], meta=meta, run=run, cfg=cfg)
+    # metrics see only the images with a finite reconstruction (diverged/failed ones get NaN:
+    # no number is made up, and NaNs never reach a metric implementation)
+    status = [run["images"][i] for i in m["ids"]]
+    finite = torch.isfinite(recon.reshape(len(recon), -1)).all(1) if len(recon) else torch.zeros(0, dtype=bool)
+    keep = torch.tensor([s == "ok" for s in status], dtype=torch.bool) & finite
+    idx = torch.nonzero(keep).flatten()
+    sub = lambda t: None if t is None else t[idx]  # noqa: E731
+    ctx = dict(y=sub(m["y"]), x_map=sub(m["x_map"]), sigma_y=meta["sigma_y"], meta=meta, run=run, cfg=cfg,
+               ids=[m["ids"][i] for i in idx.tolist()])
     cols, unavailable, per_set = {}, {}, {}
-    for name in cfg.get("metrics", []):
+    names = [] if run["status"] == "failed" or len(idx) == 0 else list(cfg.get("metrics", []))
+    for name in names:
         metric = metrics.build(name)
         try:
             if metric.kind == "per_set":
-                per_set[name] = float(metric.per_set(recon, m["x"], ctx))
+                per_set[name] = float(metric.per_set(recon[idx], m["x"][idx], ctx))
             else:
-                cols[name] = np.asarray(metric.per_image(recon, m["x"], ctx), dtype=np.float64)
+                vals = np.asarray(metric.per_image(recon[idx], m["x"][idx], ctx), dtype=np.float64)
+                full = np.full(len(m["ids"]), np.nan)
+                full[idx.numpy()] = vals
+                cols[name] = full
         except MetricUnavailable as e:
             unavailable[name] = str(e)
     import pandas as pd
 
-    df = pd.DataFrame({"image_id": m["ids"], "status": [run["images"][i] for i in m["ids"]], **cols})
+    df = pd.DataFrame({"image_id": m["ids"], "status": status, **cols})
     for name in per_set:
         df[name] = per_set[name]
-    for name in unavailable:
+    for name in [*unavailable, *(n for n in cfg.get("metrics", []) if n not in df)]:
         df[name] = math.nan
     bad = df["status"] != "ok"
     df.loc[bad, list(cols)] = math.nan
@@ -207,7 +370,7 @@ def score(cfg, meas_dir, run_dir) -> None:
 
 
 # ---------------------------------------------------------------------------- aggregate
-def aggregate(cfg, run_dirs, out_csv) -> None:
+def aggregate(cfg, run_dirs, out_csv, log=print):
     import pandas as pd
 
     rows = []
@@ -219,7 +382,11 @@ def aggregate(cfg, run_dirs, out_csv) -> None:
         extra = read_json(rd / "scores.json")
         row = dict(dataset=run["dataset"], task=run["task"], solver=run["solver"], seed=run["seed"],
                    sweep_of=run.get("sweep_of"), status=run["status"],
-                   n_images=run["n_images"], n_diverged=int((sc["status"] != "ok").sum()))
+                   n_images=run["n_images"],
+                   # images without a finite reconstruction (diverged, or the whole run failed):
+                   # the tables mark such cells; n_failed tells the two apart
+                   n_diverged=int((sc["status"] != "ok").sum()), n_failed=int((sc["status"] == "failed").sum()),
+                   reason=run.get("reason", ""))
         for name in metric_names:
             row[name] = float(sc[name].mean()) if name in sc and sc[name].notna().any() else math.nan
         row["unavailable"] = "; ".join(f"{k}: {v}" for k, v in extra.get("unavailable", {}).items())
@@ -231,3 +398,10 @@ def aggregate(cfg, run_dirs, out_csv) -> None:
         rows.append(row)
     df = pd.DataFrame(rows).sort_values(["dataset", "task", "solver", "seed"]).reset_index(drop=True)
     write_csv(out_csv, df)
+    bad = df[df["status"] != "ok"]
+    for _, r in bad.iterrows():
+        log(f"{r['status']}: {r['dataset']}/{r['task']}/{r['solver']}/seed{r['seed']}"
+            + (f" ({r['reason']})" if r["status"] == "failed" else f" ({r['n_diverged']} image(s))"))
+    log(f"leaderboard: {len(df)} runs, {int((df['status'] == 'failed').sum())} failed, "
+        f"{int((df['status'] == 'diverged').sum())} with diverged images -> {out_csv}")
+    return df

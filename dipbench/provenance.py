@@ -53,6 +53,18 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def scheduler() -> dict:
+    """Batch-system job ids (slurm), so a run traces to its cluster job and log."""
+    import os
+
+    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
+            "SLURM_CLUSTER_NAME", "CUDA_VISIBLE_DEVICES")
+    return {k.lower(): os.environ[k] for k in keys if k in os.environ}
+
+
 def record(device) -> dict:
+    import torch
+
     return {"git": git_state(), "packages": package_versions(), "python": platform.python_version(),
-            "hostname": socket.gethostname(), "device": device_name(device)}
+            "hostname": socket.gethostname(), "device": device_name(device),
+            "torch_cuda": torch.version.cuda, "platform": platform.platform(), "scheduler": scheduler()}

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+from dipbench.pipeline import failure_count as _failure_count
+
 MEAS = RES + "/measurements/{dataset}/{task}/seed{seed}"
 RUN = RES + "/runs/{dataset}/{task}/{solver}/seed{seed}"
 LOGS = RES + "/logs"
@@ -8,3 +10,30 @@ LOGS = RES + "/logs"
 def all_runs():
     return [RUN.format(dataset=d, task=t, solver=s, seed=k)
             for d in DATASETS for t in TASKS for s in SOLVERS for k in SEEDS]
+
+
+# ---------------------------------------------------------------- resources (per job, per attempt)
+# Functions of the config and the dataset; `attempt` grows memory and runtime on Snakemake retries.
+# The cluster/workstation profiles override them with set-resources where needed.
+def solve_resource(key):
+    def f(wildcards, attempt):
+        return C.solve_resources(config, wildcards.dataset, attempt)[key]
+    return f
+
+
+def cpu_resource(rule, key, **defaults):
+    def f(wildcards, attempt):
+        return C.rule_resources(config, rule, attempt, **defaults)[key]
+    return f
+
+
+def solve_spec(wildcards):
+    """The solve rule's params: the solver's own entry (content addressing: editing one solver's
+    hyperparameters re-runs only that solver's jobs) and, once a run has failed, its failure count
+    (so the next invocation sees changed params and re-runs it; see dipbench/pipeline.py)."""
+    spec = dict(solver=C.solver_entries(config)[wildcards.solver], batch_size=config["batch_size"],
+                device=config["device"])
+    n = _failure_count(RUN.format(**wildcards))
+    if n:
+        spec["retry"] = n
+    return spec

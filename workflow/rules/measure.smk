@@ -1,5 +1,6 @@
 rule measure:
-    """y = A(x) + sigma_y eps, once per dataset x task x seed, shared by every solver."""
+    """y = A(x) + sigma_y eps, once per dataset x task x seed, shared by every solver.
+    CPU job; on a cluster the small measure jobs are bundled (group `measure`, see slurm/config.yaml)."""
     output:
         npz=MEAS + "/measurement.npz",
         meta=MEAS + "/meta.json",
@@ -7,8 +8,11 @@ rule measure:
         spec=lambda w: dict(dataset=C.dataset_entry(config, w.dataset), task=C.task_entry(config, w.task)),
     log:
         LOGS + "/measure/{dataset}/{task}/seed{seed}.log",
+    group:
+        "measure"
+    threads: 1
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=cpu_resource("measure", "mem_mb", mem_mb=4000, runtime=20),
+        runtime=cpu_resource("measure", "runtime", mem_mb=4000, runtime=20),
     script:
         "../scripts/measure.py"

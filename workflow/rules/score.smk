@@ -1,4 +1,5 @@
 rule score:
+    """Per-image metrics of one run (CPU).  On a cluster the score jobs are bundled (group `score`)."""
     input:
         npz=MEAS + "/measurement.npz",
         meta=MEAS + "/meta.json",
@@ -11,19 +12,28 @@ rule score:
         metrics=lambda w: list(config["metrics"]),
     log:
         LOGS + "/score/{dataset}/{task}/{solver}/seed{seed}.log",
+    group:
+        "score"
+    threads: 1
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=cpu_resource("score", "mem_mb", mem_mb=4000, runtime=20),
+        runtime=cpu_resource("score", "runtime", mem_mb=4000, runtime=20),
     script:
         "../scripts/score.py"
 
 
 rule aggregate:
+    """results/leaderboard.csv: one row per run; failed and diverged runs are rows too (status,
+    n_diverged, n_failed, reason), so the tables can mark them."""
     input:
         scores=lambda w: [r + "/scores.csv" for r in all_runs()],
     output:
         RES + "/leaderboard.csv",
     log:
         LOGS + "/aggregate.log",
+    localrule: True
+    resources:
+        mem_mb=cpu_resource("aggregate", "mem_mb", mem_mb=4000, runtime=20),
+        runtime=cpu_resource("aggregate", "runtime", mem_mb=4000, runtime=20),
     script:
         "../scripts/aggregate.py"

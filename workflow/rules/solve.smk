@@ -1,5 +1,8 @@
 rule solve:
-    """One job per dataset x task x solver x seed; all images, batched; prior loaded once."""
+    """One job per dataset x task x solver x seed: all images, batched (config batch_size); the
+    prior is loaded once per job and the measurement is shared by every solver.  A solver that
+    raises is recorded as `failed` (the job succeeds; re-run on the next invocation); NaN/inf
+    images are recorded as `diverged`."""
     input:
         npz=MEAS + "/measurement.npz",
         meta=MEAS + "/meta.json",
@@ -8,13 +11,15 @@ rule solve:
         pngs=directory(RUN + "/recon"),
         run=RUN + "/run.json",
     params:
-        # content addressing: editing one solver's entry re-runs only that solver's jobs
-        spec=lambda w: dict(solver=C.solver_entries(config)[w.solver], batch_size=config["batch_size"],
-                            device=config["device"]),
+        spec=solve_spec,
     log:
         LOGS + "/solve/{dataset}/{task}/{solver}/seed{seed}.log",
+    threads: 1  # profiles raise it (set-threads solve=4 in slurm/ and profiles/gpu-workstation/)
     resources:
-        mem_mb=8000,
-        runtime=120,
+        # read by snakemake-executor-plugin-slurm as --gpus=1 (gpu_model: add in the profile);
+        # locally, `--resources gpu=N` admits N solve jobs at once (profiles/gpu-workstation)
+        gpu=solve_resource("gpu"),
+        mem_mb=solve_resource("mem_mb"),
+        runtime=solve_resource("runtime"),
     script:
         "../scripts/solve.py"

@@ -13,4 +13,7 @@ w = snakemake.wildcards  # noqa: F821
 log = logger(snakemake)  # noqa: F821
 info = solve_or_record(snakemake.config, w.dataset, w.task, w.solver, int(w.seed),  # noqa: F821
                        Path(snakemake.input.npz).parent, Path(snakemake.output.run).parent, log)  # noqa: F821
-log(f"status {info['status']}, {info['wall_per_image_s']:.3f}s/image, {info['nfe_per_image']:.0f} NFE/image")
+if info["status"] == "failed":
+    log(f"status failed: {info['reason']}")
+else:
+    log(f"status {info['status']}, {info['wall_per_image_s']:.3f}s/image, {info['nfe_per_image']:.0f} NFE/image")
