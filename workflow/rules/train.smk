@@ -5,7 +5,7 @@
 #   train_prior:
 #     config: priors/weights/edm_unet_skimage32.train.yaml   # training config (its result: is ignored)
 #     out: results/train/edm_unet_skimage32.pt               # weights; .sha256/.log.csv/.loss.png/.train.yaml beside it
-#     max_minutes: 38                                       # override the wall-clock budget
+#     max_minutes: 73                                       # override the wall-clock budget (the config says 73)
 #     max_steps: null                                       # override the step budget
 #     threads: 2
 #     gpus: 1                                               # resource hint for cluster executors
@@ -39,7 +39,7 @@ rule train_prior:
     resources:
         gpu=int(_TP.get("gpus", 1)),
         mem_mb=8000,
-        runtime=int(float(_TP.get("max_minutes", 38)) + 30),
+        runtime=int(float(_TP.get("max_minutes", 73)) + 30),
     shell:
         "OMP_NUM_THREADS={threads} python -m priors.train_edm --config {input.config} "
         "--out {output.weights} {params.args} > {log} 2>&1"
