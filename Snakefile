@@ -33,6 +33,7 @@ include: "workflow/rules/measure.smk"
 include: "workflow/rules/solve.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/gmm.smk"
 for _extra in ("train.smk", "prefetch.smk", "perf.smk"):
     if (Path(workflow.basedir) / "workflow" / "rules" / _extra).exists():
         include: f"workflow/rules/{_extra}"
@@ -42,3 +43,4 @@ rule all:
     input:
         f"{RES}/leaderboard.csv",
         f"{RES}/report/index.md",
+        [f"{RES}/gmm_table.csv"] if config.get("gmm_table") else [],

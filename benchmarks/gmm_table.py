@@ -14,7 +14,8 @@ second set of exact posterior samples (the Monte-Carlo floor).  Mean and a 95% c
 Solver settings: the defaults of each method, except where a default is tied to images and makes
 no sense on the toy: DPS without the [-1, 1] clip; DAPS with the exact likelihood (tau = sqrt(2)
 sigma_y instead of 0.01) and lr 1e-3; MGPS with its GMM context (lr 0.1, K rule 2/20/20);
-VML-MAP with its defaults (a MAP method: its samples collapse near modes, scored all the same).
+VML-MAP with its defaults (a MAP method: its samples collapse near modes, scored all the same);
+MAP-GA with its step scaled by 1 / ||A||^2 (its step assumes ||A|| <= 1, as for image operators).
 ``--quick`` uses reduced step counts (listed in QUICK) so the whole run takes < 3 min on 2 CPUs.
 
     python benchmarks/gmm_table.py --quick --out results/gmm_table_quick.csv
@@ -47,9 +48,11 @@ GMM_OVERRIDES = {
     "mgps": dict(lr=0.1, grad_steps_first=20, grad_steps_every=20),
 }
 FULL = {name: dict(GMM_OVERRIDES.get(name, {})) for name in
-        ["vml_map", "ddrm", "pgdm", "dps", "daps_1k", "daps_4k", "mgps", "ddnm", "diffpir", "reddiff"]}
+        ["vml_map", "vml_map_pre", "map_ga_d", "ddrm", "pgdm", "dps", "daps_1k", "daps_4k", "mgps", "ddnm", "diffpir", "reddiff"]}
 QUICK = {
     "vml_map": dict(steps=10, iters=20),
+    "vml_map_pre": dict(steps=10, iters=20),
+    "map_ga_d": dict(steps=10, iters=20),
     "ddrm": dict(steps=20),
     "pgdm": dict(steps=200),
     "dps": dict(steps=200, clip=False),
@@ -84,6 +87,10 @@ def gmm_problem(dim: int, d_y: int, sigma_y: float, rep: int, tag: str = "gmm_ta
 
 
 def run_sampler(name, params, prior, op, y, sigma_y, n, gen):
+    if name.startswith("map_ga") and "lr_scale" not in params:
+        # MAP-GA's step (lambda = sy^2 + s_eps^2) is stable for ||A|| <= 1, true of the image
+        # operators; a random Gaussian A has ||A||^2 ~ d: scale the step by 1 / ||A||^2
+        params = dict(params, lr_scale=min(1.0, 1.0 / op.norm_sq()))
     alg = solvers.build(name, **params)
     return alg.solve(y.expand(n, -1).clone(), op, prior, sigma_y, gen)
 
@@ -107,6 +114,7 @@ def main(argv=None):
     ap.add_argument("--slices", type=int, default=100)
     ap.add_argument("--solvers", nargs="+", default=None)
     ap.add_argument("--out", default=None, help="CSV path (one row per solver x dim x replicate)")
+    ap.add_argument("--md", default=None, help="also write the printed Markdown table here")
     a = ap.parse_args(argv)
     cfg = QUICK if a.quick else FULL
     dims = a.dims or ([10, 40] if a.quick else [10, 40, 100])
@@ -114,6 +122,7 @@ def main(argv=None):
     n = a.samples or (500 if a.quick else 2000)
     names = a.solvers or list(cfg)
     rows, table = [], {}
+    t_all = time.time()
     for dim in dims:
         for rep in range(reps):
             prior, op, y, _ = gmm_problem(dim, a.dy, a.sigma_y, rep)
@@ -134,18 +143,27 @@ def main(argv=None):
                 rows.append(dict(solver=name, dim=dim, d_y=a.dy, sigma_y=a.sigma_y, replicate=rep,
                                  samples=n, sw=sw, wall_s=round(wall, 3), finite=finite))
                 table.setdefault((name, dim), []).append(sw)
+            print(f"gmm_table: d = {dim}, replicate {rep + 1}/{reps} done ({time.time() - t_all:.0f}s)",
+                  file=sys.stderr, flush=True)
     order = names + ["prior", "posterior"]
-    print(f"\nGMM-25 toy, d_y = {a.dy}, sigma_y = {a.sigma_y}, {reps} replicates, {n} samples, "
-          f"sliced W1 ({a.slices} slices) to exact posterior samples: mean ± 95% CI"
-          f"{' (quick mode)' if a.quick else ''}\n")
-    print("| solver | " + " | ".join(f"d = {d}" for d in dims) + " |")
-    print("|---|" + "---|" * len(dims))
+    lines = [f"GMM-25 toy, d_y = {a.dy}, sigma_y = {a.sigma_y}, {reps} replicates, {n} samples, "
+             f"sliced W1 ({a.slices} slices) to exact posterior samples: mean ± 95% CI"
+             f"{' (quick mode)' if a.quick else ''}", "",
+             "| solver | " + " | ".join(f"d = {d}" for d in dims) + " |",
+             "|---|" + "---|" * len(dims)]
     for name in order:
         cells = []
         for d in dims:
-            m, h = ci95(table[(name, d)])
-            cells.append(f"{m:.3f} ± {h:.3f}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+            vals = [v for v in table[(name, d)] if math.isfinite(v)]
+            bad = len(table[(name, d)]) - len(vals)
+            m, h = ci95(vals) if vals else (float("nan"), float("nan"))
+            cells.append(f"{m:.3f} ± {h:.3f}" + (f" ({bad} non-finite)" if bad else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n" + "\n".join(lines))
+    if a.md:
+        os.makedirs(os.path.dirname(os.path.abspath(a.md)), exist_ok=True)
+        with open(a.md, "w") as f:
+            f.write("\n".join(lines) + "\n")
     if a.out:
         os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
         with open(a.out, "w", newline="") as f:

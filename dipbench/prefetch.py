@@ -26,6 +26,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from .integrity import sha256_file  # noqa: F401 - also part of this module's API
 from .paths import ROOT, resources_dir
 
 REGISTRY = ROOT / "priors" / "checkpoints.yaml"
@@ -73,14 +74,6 @@ def require_checkpoint(name: str, root=None, registry=None) -> Path:
             f"Fetch it on a machine with internet with `{PREFETCH_CMD}` (into $DIPBENCH_RESOURCES "
             f"or --root), or pass the prior a `path` param; compute jobs never download.")
     return path
-
-
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(chunk), b""):
-            h.update(b)
-    return h.hexdigest()
 
 
 def fetch_one(name: str, entry: dict, root=None, timeout: float = 60.0, log=print) -> Path:

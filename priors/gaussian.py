@@ -70,9 +70,9 @@ class GaussianPrior(Denoiser):
         return x.float().reshape((n,) + self.shape)
 
     # --- exact posterior -----------------------------------------------------------------
-    def _factor(self, op):
-        """SVD of M = H L (cached per operator object)."""
-        key = id(op)
+    def _forward(self, op):
+        """(M = H L as an (m, n) float64 matrix, H mu), cached per operator object."""
+        key = ("M", id(op))
         hit = self._cache.get(key)
         if hit is not None and hit[0] is op:
             return hit[1]
@@ -81,8 +81,19 @@ class GaussianPrior(Denoiser):
         chunks = [op(cols[i:i + 512]).double().reshape(min(512, self.n - i), -1)
                   for i in range(0, self.n, 512)]
         M = torch.cat(chunks).T.cpu()            # (m, n)
+        hmu = op(self.mu.reshape((1,) + self.shape).to(op._device())).double().reshape(-1).cpu()
+        self._cache[key] = (op, (M, hmu))
+        return M, hmu
+
+    def _factor(self, op):
+        """SVD of M = H L (cached per operator object)."""
+        key = id(op)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is op:
+            return hit[1]
+        M, hmu = self._forward(op)
         P, s, Rt = torch.linalg.svd(M, full_matrices=True)
-        fac = (P, s, Rt.T.contiguous(), op(self.mu.reshape((1,) + self.shape).to(op._device())).double().reshape(-1).cpu())
+        fac = (P, s, Rt.T.contiguous(), hmu)
         self._cache[key] = (op, fac)
         return fac
 
@@ -110,7 +121,18 @@ class GaussianPrior(Denoiser):
         return {"mean": mean.reshape((-1,) + self.shape), "cov": cov}
 
     def map_estimate(self, y, op, sigma_y) -> torch.Tensor:
-        return self.posterior(y, op, sigma_y)["mean"].float().to(y.device)
+        """The posterior mean (= MAP).  sigma_y > 0: mu + L M^T (M M^T + sigma_y^2 I)^-1 (y - H mu)
+        with M = H L, S = L L^T, by Cholesky (no SVD, no posterior covariance); sigma_y = 0 goes
+        through the spectral posterior (pseudo-inverse on the range of M)."""
+        if float(sigma_y) <= 0:
+            return self.posterior(y, op, sigma_y)["mean"].float().to(y.device)
+        M, hmu = self._forward(op)
+        A = M @ M.T
+        A.diagonal().add_(float(sigma_y) ** 2)
+        r = y.double().reshape(y.shape[0], -1).cpu() - hmu
+        w = torch.cholesky_solve(r.T.contiguous(), torch.linalg.cholesky(A))   # (m, B)
+        mean = self.mu64 + (w.T @ M) @ (self.Q64 * self.lam64.sqrt()).T
+        return mean.reshape((-1,) + self.shape).float().to(y.device)
 
     def sample_posterior(self, y, op, sigma_y, n: int, generator: torch.Generator) -> torch.Tensor:
         """Exact posterior samples, shape (B, n, *shape) for y of batch size B."""

@@ -78,6 +78,13 @@ def build_report(cfg, leaderboard_csv, out_dir) -> list[Path]:
         lines.append(f"- [{cap}]({rel})")
         written.append(p)
 
+    lines += ["", "## Performance", ""]
+    if (out_dir / "perf.md").is_file():  # written beside this page by the `perf` rule
+        lines.append("- [Overhead per NFE, throughput, memory, end-to-end time split](perf.md)")
+    else:
+        lines.append("Not measured for these results: `snakemake --cores all perf` (same --configfile) writes "
+                     "perf.md here.")
+
     reasons = unavailable_reasons(df)
     lines += ["", "## Metrics", ""]
     lines.append("Costs (s/image, NFE, VJP, peak memory, device) come from each run's run.json; see the "

@@ -79,7 +79,7 @@ def render_grid_spec(spec, df, out_dir):
             title = f"{spec.get('title', spec['id'])} — {d} (mean ± std over {seeds} seed(s))"
             grid = build_grid(sub, rows, cols, spec.get("metrics", ["psnr"]), title=title,
                               caption=_caption(spec, dropped), formats=spec.get("formats"),
-                              better=spec.get("better"))
+                              better=spec.get("better"), spread=spec.get("spread", "std"))
             stem = f"{spec['id']}__{d}"
             md, tex = _write(out_dir, stem, grid_markdown(grid), grid_latex(grid, f"tab:{stem}"))
             entries.append((f"{spec.get('paper', spec['id'])}: {spec.get('title', '')} — {d}", md, tex))
@@ -156,7 +156,7 @@ def render_gmm_spec(spec, df, out_dir, results):
     found = next((p for p in paths if p.is_file()), None)
     if found is None:
         return [], [f"no CSV from benchmarks/gmm_table.py (looked for {', '.join(map(str, paths))}); "
-                    f"run `python benchmarks/gmm_table.py --out {results}/gmm_table.csv`"]
+                    f"add a `gmm_table:` section to the config (the `gmm_table` rule writes it)"]
     g = pd.read_csv(found)
     frame = pd.DataFrame({"dataset": "gmm25", "task": [f"d = {d}" for d in g["dim"]],
                           "solver": g["solver"].astype(str), "seed": g["replicate"],
@@ -171,10 +171,11 @@ def render_gmm_spec(spec, df, out_dir, results):
     reps = frame["seed"].nunique()
     meta = g.iloc[0]
     title = (f"{spec.get('title', 'GMM')} (d_y = {meta.get('d_y', '?')}, sigma_y = {meta.get('sigma_y', '?')}, "
-             f"{meta.get('samples', '?')} samples; mean ± std over {reps} replicates)")
+             f"{meta.get('samples', '?')} samples; mean ± "
+             f"{'95% CI' if spec.get('spread') == 'ci95' else 'std'} over {reps} replicates)")
     grid = build_grid(frame, rows, cols, spec.get("metrics", ["sw"]), title=title,
                       caption=_caption(spec, f"Source: `{found}`."), formats=spec.get("formats"),
-                      better=spec.get("better"))
+                      better=spec.get("better"), spread=spec.get("spread", "std"))
     stem = f"{spec['id']}__gmm25"
     md, tex = _write(out_dir, stem, grid_markdown(grid), grid_latex(grid, f"tab:{stem}"))
     return [(f"{spec.get('paper', spec['id'])}: {spec.get('title', '')}", md, tex)], []

@@ -160,8 +160,12 @@ class Grid:
 
 def build_grid(df: pd.DataFrame, rows, groups, metrics, title: str = "", caption: str = "",
                formats: dict | None = None, better: dict | None = None, row_key: str = "solver",
-               col_key: str = "task") -> Grid:
-    """rows / groups: lists of (label, name) matched against ``df[row_key]`` / ``df[col_key]``."""
+               col_key: str = "task", spread: str = "std") -> Grid:
+    """rows / groups: lists of (label, name) matched against ``df[row_key]`` / ``df[col_key]``.
+    spread: ``std`` (sample std over seeds) or ``ci95`` (95% confidence half-width of the mean,
+    t distribution: t_{0.975, n-1} std / sqrt(n))."""
+    if spread not in ("std", "ci95"):
+        raise ValueError(f"spread must be 'std' or 'ci95', got {spread!r}")
     formats = {**DEFAULT_FORMATS, **(formats or {})}
     reasons = unavailable_reasons(df)
     cells, notes = {}, {}
@@ -187,6 +191,10 @@ def build_grid(df: pd.DataFrame, rows, groups, metrics, title: str = "", caption
                     if len(vals):
                         mean = float(vals.mean())
                         std = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
+                        if spread == "ci95" and len(vals) > 1:
+                            from scipy.stats import t as _t
+
+                            std *= float(_t.ppf(0.975, len(vals) - 1)) / math.sqrt(len(vals))
                         fmt = formats.get(m, ".3f")
                         text = f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if not math.isnan(std) else "")
                         if div:

@@ -73,7 +73,8 @@ def small_cfg(results, solvers, plugins=(), **over):
     cfg = ci_cfg()
     cfg.update(results=str(results), seeds=[0], batch_size=2, metrics=["psnr", "ssim"],
                tasks={TASK: cfg["tasks"][TASK]}, solvers=solvers)
-    cfg["datasets"][DS]["n_images"] = 2
+    cfg["datasets"] = {DS: dict(cfg["datasets"][DS], n_images=2)}
+    cfg.pop("gmm_table", None)
     if plugins:
         cfg["plugins"] = list(plugins)
     cfg.update(over)

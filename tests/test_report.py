@@ -90,7 +90,8 @@ def test_gmm_csv_spec(tmp_path):
     spec = next(s for s in load_specs({})[0] if s["id"] == "mgps_table1_gmm")
     entries, skipped = render_specs([spec], _lb(), tmp_path, str(tmp_path))
     md = (tmp_path / entries[0][1]).read_text()
-    assert "**1.100 ± 0.100**" in md and "d = 40" in md and not skipped
+    # 95% CI half-width over 3 replicates: t_{0.975, 2} * std / sqrt(3) = 4.303 * 0.1 / 1.732
+    assert "**1.100 ± 0.248**" in md and "d = 40" in md and "95% CI" in md and not skipped
 
 
 CFG = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
@@ -126,6 +127,10 @@ def _synthetic_results(res):
                                      vjp_per_image=50.0 * (1 - k), peak_memory_mb=500.0, memory_kind="cpu_peak_rss",
                                      device="cpu", config_hash="x", run_dir=str(rd)))
     write_csv(res / "leaderboard.csv", pd.DataFrame(rows))
+    if CFG.get("gmm_table"):  # the GMM toy's CSV (the gmm_table rule's output)
+        write_csv(res / "gmm_table.csv", pd.DataFrame(
+            [dict(solver=s, dim=10, d_y=1, sigma_y=0.5, replicate=r, samples=200, sw=1.0 + k + 0.1 * r,
+                  wall_s=0.1, finite=True) for k, s in enumerate(["vml_map", "ddrm", "prior"]) for r in range(3)]))
 
 
 @pytest.mark.skipif(not (ROOT / "config" / "ci.yaml").exists(), reason="no ci config")

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from dipbench import jobs
 from dipbench.pipeline import failure_count as _failure_count
 
 MEAS = RES + "/measurements/{dataset}/{task}/seed{seed}"

@@ -14,5 +14,5 @@ rule measure:
     resources:
         mem_mb=cpu_resource("measure", "mem_mb", mem_mb=4000, runtime=20),
         runtime=cpu_resource("measure", "runtime", mem_mb=4000, runtime=20),
-    script:
-        "../scripts/measure.py"
+    run:
+        jobs.measure(config, wildcards, output, log)

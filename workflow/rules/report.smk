@@ -17,6 +17,7 @@ rule report:
         leaderboard=RES + "/leaderboard.csv",
         runs=lambda w: [r + "/run.json" for r in all_runs()],
         specs=lambda w: _tables_file(),
+        gmm=lambda w: [RES + "/gmm_table.csv"] if config.get("gmm_table") else [],
     output:
         index=report(RES + "/report/index.md", category="Report"),
         tables=report(directory(RES + "/report/tables"), patterns=["{name}.md"], category="Tables"),
@@ -29,8 +30,8 @@ rule report:
     resources:
         mem_mb=4000,
         runtime=20,
-    script:
-        "../scripts/report.py"
+    run:
+        jobs.report(config, input, output, log)
 
 
 rule prefetch_metrics:

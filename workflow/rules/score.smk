@@ -18,8 +18,8 @@ rule score:
     resources:
         mem_mb=cpu_resource("score", "mem_mb", mem_mb=4000, runtime=20),
         runtime=cpu_resource("score", "runtime", mem_mb=4000, runtime=20),
-    script:
-        "../scripts/score.py"
+    run:
+        jobs.score(config, input, output, threads, log)
 
 
 rule aggregate:
@@ -35,5 +35,5 @@ rule aggregate:
     resources:
         mem_mb=cpu_resource("aggregate", "mem_mb", mem_mb=4000, runtime=20),
         runtime=cpu_resource("aggregate", "runtime", mem_mb=4000, runtime=20),
-    script:
-        "../scripts/aggregate.py"
+    run:
+        jobs.aggregate(config, input, output, log)

@@ -21,5 +21,5 @@ rule solve:
         gpu=solve_resource("gpu"),
         mem_mb=solve_resource("mem_mb"),
         runtime=solve_resource("runtime"),
-    script:
-        "../scripts/solve.py"
+    run:
+        jobs.solve(config, wildcards, input, output, threads, log)

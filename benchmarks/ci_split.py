@@ -1,0 +1,149 @@
+"""Where the end-to-end run's wall time goes: scheduling, start-up, model loading, solving.
+
+Runs `snakemake --cores N --configfile CONFIG` into a fresh results directory with
+$DIPBENCH_TIMINGS set (dipbench/jobs.py appends one record per job) and splits the wall time of
+the whole invocation:
+
+  start-up     per job: the time from its process' start to the job body (0 for a job that runs
+               in a thread of the Snakemake process, the local default) + the Snakemake process'
+               own interpreter start and package imports before it begins scheduling
+  model load   solve jobs: building the operator and the prior (checkpoint read)
+  solving      solve jobs: the solvers' time (run.json solve_s)
+  other jobs   measure / score / aggregate / report bodies, and solve bookkeeping (writing outputs)
+  scheduling   the rest of the invocation's wall time not covered by any job body: parsing the
+               Snakefile, building the DAG, job selection, output checks, Snakemake's polling
+
+With --cores 1 jobs run one after another and the parts add up to the wall time exactly; with
+more cores the job parts are summed over jobs (CPU-side), so compare scheduling and start-up with
+the wall time ("% of wall") and read the job parts as busy time.
+
+    python -m benchmarks.ci_split --configfile config/ci.yaml --cores 1
+    python -m benchmarks.ci_split --configfile config/ci.yaml --cores 2 --md results/report/ci_split.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def measure(configfile: str, cores: int, results: str | None = None, extra: list[str] | None = None) -> dict:
+    results = results or tempfile.mkdtemp(prefix="dipbench_ci_split_")
+    timings = Path(results) / "timings.jsonl"
+    Path(results).mkdir(parents=True, exist_ok=True)
+    timings.unlink(missing_ok=True)
+    env = dict(os.environ, DIPBENCH_TIMINGS=str(timings))
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", configfile,
+           "--config", f"results={results}", "-q", *(extra or [])]
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.time() - t0
+    if proc.returncode:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"snakemake failed (exit {proc.returncode}): {' '.join(cmd)}")
+    recs = [json.loads(line) for line in timings.read_text().splitlines()] if timings.exists() else []
+    return split(recs, wall, t0, cores) | dict(config=configfile, cores=cores, results=results,
+                                                command=" ".join(cmd[1:]))
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:  # noqa: BLE001 - the process is gone: start-up unknown
+        return None
+
+
+def split(recs: list[dict], wall: float, t0: float, cores: int) -> dict:
+    by_rule: dict[str, int] = {}
+    startup = load = solving = other = 0.0
+    intervals = []
+    for r in recs:
+        by_rule[r["rule"]] = by_rule.get(r["rule"], 0) + 1
+        body = r["t_exit"] - r["t_enter"]
+        intervals.append((r["t_enter"], r["t_exit"]))
+        if r.get("proc_start") is not None:  # a dedicated process per job
+            startup += r["t_enter"] - r["proc_start"]
+            intervals.append((r["proc_start"], r["t_enter"]))
+        if r["rule"] == "solve":
+            lo, so = r.get("load_s") or 0.0, r.get("solve_s") or 0.0
+            load += lo
+            solving += so
+            other += body - lo - so
+        else:
+            other += body
+    # the Snakemake process' own start-up: interpreter + imports until its Snakefile is parsed is
+    # counted as scheduling (Snakemake cannot schedule without it), except the heavy imports the
+    # job bodies would need anyway, which we time here in a fresh interpreter
+    imports = _import_cost()
+    covered = _union(intervals)
+    scheduling = max(wall - covered - imports, 0.0)
+    return dict(wall_s=wall, jobs=by_rule, n_jobs=len(recs), startup_s=startup + imports, load_s=load,
+                solve_s=solving, other_jobs_s=other, scheduling_s=scheduling, import_s=imports,
+                busy_union_s=covered,
+                overhead_pct=100 * (scheduling + startup + imports) / wall if wall else float("nan"))
+
+
+def _union(iv):
+    tot, end = 0.0, None
+    for a, b in sorted(iv):
+        if end is None or a > end:
+            tot += b - a
+            end = b
+        elif b > end:
+            tot += b - end
+            end = b
+    return tot
+
+
+def _import_cost() -> float:
+    code = ("import time; t = time.time(); import torch, dipbench.pipeline, solvers, priors, operators, metrics; "
+            "print(time.time() - t)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    return float(out.stdout.strip() or "nan")
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| config | cores | jobs | wall s | scheduling s | start-up s | model loading s | solving s | "
+             "other job work s | scheduling + start-up |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['config']} | {r['cores']} | {r['n_jobs']} | {r['wall_s']:.1f} | {r['scheduling_s']:.1f} | "
+                     f"{r['startup_s']:.1f} | {r['load_s']:.1f} | {r['solve_s']:.1f} | {r['other_jobs_s']:.1f} | "
+                     f"{r['overhead_pct']:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configfile", default="config/ci.yaml")
+    ap.add_argument("--cores", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--md", default=None, help="also write the table here (Markdown)")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("snakemake_args", nargs="*", help="extra snakemake arguments (after --)")
+    a = ap.parse_args(argv)
+    rows = []
+    for c in a.cores:
+        r = measure(a.configfile, c, extra=a.snakemake_args)
+        rows.append(r)
+        print(f"cores={c}: wall {r['wall_s']:.1f}s over {r['n_jobs']} jobs {r['jobs']}", flush=True)
+    md = markdown(rows)
+    print(md)
+    if a.md:
+        Path(a.md).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.md).write_text(md)
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
