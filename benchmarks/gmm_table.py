@@ -48,13 +48,14 @@ GMM_OVERRIDES = {
     "mgps": dict(lr=0.1, grad_steps_first=20, grad_steps_every=20),
 }
 FULL = {name: dict(GMM_OVERRIDES.get(name, {})) for name in
-        ["vml_map", "vml_map_pre", "map_ga_d", "ddrm", "pgdm", "dps", "daps_1k", "daps_4k", "mgps", "ddnm", "diffpir", "reddiff"]}
+        ["vml_map", "vml_map_pre", "map_ga_d", "ddrm", "pgdm", "gdm", "dps", "daps_1k", "daps_4k", "mgps", "ddnm", "diffpir", "reddiff"]}
 QUICK = {
     "vml_map": dict(steps=10, iters=20),
     "vml_map_pre": dict(steps=10, iters=20),
     "map_ga_d": dict(steps=10, iters=20),
     "ddrm": dict(steps=20),
     "pgdm": dict(steps=200),
+    "gdm": dict(steps=200),
     "dps": dict(steps=200, clip=False),
     "daps_1k": dict(annealing_steps=50, ode_steps=5, langevin_steps=50, tau=None, lr=1e-3),
     "daps_4k": dict(annealing_steps=50, ode_steps=20, langevin_steps=50, tau=None, lr=1e-3),

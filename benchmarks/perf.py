@@ -34,7 +34,9 @@ TARGET = 1.10
 # reduced budgets so a CPU run finishes in minutes; `paper` uses each solver's defaults
 SMALL = {"vml_map": dict(steps=5, iters=10), "vml_map_pre": dict(steps=5, iters=10),
          "map_ga_d": dict(steps=5, iters=10), "map_ga_d_np": dict(steps=5, iters=10),
-         "ddrm": dict(steps=20), "ddnm": dict(steps=50), "pgdm": dict(steps=50), "dps": dict(steps=50),
+         "map_ga_pgdm": dict(steps=5, iters=10, pgdm_steps=20),
+         "ddrm": dict(steps=20), "ddnm": dict(steps=50), "pgdm": dict(steps=50), "gdm": dict(steps=50),
+         "dps": dict(steps=50),
          "diffpir": dict(steps=50), "reddiff": dict(steps=50), "daps_1k": dict(annealing_steps=10, langevin_steps=20),
          "daps_4k": dict(annealing_steps=10, langevin_steps=20), "mgps": dict(steps=20)}
 LATENT = {"resample", "latent_daps", "psld", "latent_vml_map"}  # need a prior with encode/decode

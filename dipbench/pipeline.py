@@ -153,7 +153,8 @@ def measure(cfg, dataset: str, task: str, seed: int, out_dir) -> None:
 
 # ---------------------------------------------------------------------------- solve
 # Failure policy (see solve_or_record):
-#   * a solver that returns NaN/inf for an image  -> that image is `diverged`, the run goes on;
+#   * a solver that returns NaN/inf (or values beyond +-DIVERGED_ABS) for an image -> that image is
+#     `diverged`, the run goes on;
 #   * a solver that raises (other than out-of-memory) -> the run is recorded `failed` (run.json with the
 #     reason and traceback, NaN reconstructions), the job exits 0 so scoring, the leaderboard and
 #     the tables still get built, and the failure counter beside the run dir is bumped: the solve
@@ -163,6 +164,23 @@ def measure(cfg, dataset: str, task: str, seed: int, out_dir) -> None:
 #     is an error of the environment, not a result: the job fails (non-zero, the error is noted in
 #     the marker), Snakemake removes its outputs and retries it per `--retries`; with --keep-going
 #     the rest of the grid goes on (the leaderboard waits until every run exists).
+# Images live in [-1, 1]; a reconstruction with values beyond this bound has blown up (an unstable
+# step size, e.g. MAP-GA(D) at sigma_y = 0.05) even when every value is still finite.
+DIVERGED_ABS = 1e3
+
+
+def divergence_reasons(out: torch.Tensor) -> list:
+    """Per image of a batch: None if the reconstruction is usable, else why it counts as diverged
+    (non-finite values, or values beyond +-DIVERGED_ABS)."""
+    flat = out.reshape(out.shape[0], -1)
+    finite = torch.isfinite(flat).all(1).tolist()
+    peak = flat.nan_to_num(0.0, 0.0, 0.0).abs().amax(1).tolist() if flat.shape[1] else [0.0] * len(finite)
+    return [None if ok and p <= DIVERGED_ABS else
+            "non-finite values in the reconstruction" if not ok else
+            f"values up to {p:.3g}, beyond +-{DIVERGED_ABS:g} (images are in [-1, 1]): blown up"
+            for ok, p in zip(finite, peak)]
+
+
 def failure_marker(run_dir) -> Path:
     """results/runs/{dataset}/{task}/{solver}/seed{N}.failed.json (beside the run dir, not an output)."""
     run_dir = Path(run_dir)
@@ -249,11 +267,10 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
             recon[sl] = out
             nfe += den.nfe * (sl.stop - sl.start)
             vjp += den.vjp * (sl.stop - sl.start)
-            finite = torch.isfinite(out.reshape(out.shape[0], -1)).all(1)
-            for i, ok in zip(m["ids"][sl], finite.tolist()):
-                status.append("ok" if ok else "diverged")
-                if not ok:
-                    reasons[i] = "non-finite values in the reconstruction"
+            for i, why in zip(m["ids"][sl], divergence_reasons(out)):
+                status.append("ok" if why is None else "diverged")
+                if why is not None:
+                    reasons[i] = why
             log(f"[{dataset}/{task}/{solver}/seed{seed}] {sl.stop}/{n} images, "
                 f"{solve_s:.1f}s solving, {den.nfe} NFE/{den.vjp} VJP per image")
     except (torch.cuda.OutOfMemoryError, MemoryError):

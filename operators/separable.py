@@ -29,60 +29,79 @@ def conv_matrix(n: int, kernel: torch.Tensor) -> torch.Tensor:
 
 
 class Separable(SVDOperator):
+    """X (C, H, W) -> A_h X A_w^T per channel, with A_h (H', H) and A_w (W', W): square factors
+    (blurs, y of the image's shape) or wide ones (downsampling, ``sr_bicubic``).
+
+    Coefficient order: the 2-D singular values s_h[i] s_w[j] (i < H', j < W') are sorted in
+    descending order (stable, ties in (c, i, j) order); the x-space coefficients that no singular
+    value touches (i >= H' or j >= W', the null space of a wide map) come after them.  The same
+    (c, i, j) has the same rank in x-space (``perm``) and y-space (``uperm``), so coefficient k of
+    Vt and of Ut belong to the same singular value."""
+
     def __init__(self, shape, a_h: torch.Tensor, a_w: torch.Tensor, threshold: float = 0.0,
                  threshold_mode: str = "2d"):
         shape = tuple(shape)
         if len(shape) != 3:
             raise ValueError(f"separable operator needs an image shape (C, H, W), got {shape}")
         c, h, w = shape
-        if a_h.shape != (h, h) or a_w.shape != (w, w):
-            raise ValueError("separable factors must be square and match the image size")
+        if a_h.dim() != 2 or a_w.dim() != 2 or a_h.shape[1] != h or a_w.shape[1] != w:
+            raise ValueError(f"separable factors must be (H', {h}) and (W', {w}) matrices, got "
+                             f"{tuple(a_h.shape)} and {tuple(a_w.shape)}")
+        ho, wo = a_h.shape[0], a_w.shape[0]
+        if ho > h or wo > w:
+            raise ValueError("separable factors may not have more rows than columns")
         if threshold_mode not in ("2d", "1d"):
             raise ValueError(f"threshold_mode must be '2d' or '1d', got {threshold_mode!r}")
-        uh, sh, vht = torch.linalg.svd(a_h.double())
-        uw, sw, vwt = torch.linalg.svd(a_w.double())
+        uh, sh, vht = torch.linalg.svd(a_h.double(), full_matrices=True)
+        uw, sw, vwt = torch.linalg.svd(a_w.double(), full_matrices=True)
         if threshold_mode == "1d":
             sh = torch.where(sh > threshold, sh, torch.zeros_like(sh))
             sw = torch.where(sw > threshold, sw, torch.zeros_like(sw))
             thr2 = 0.0
         else:
             thr2 = threshold
-        s2 = torch.outer(sh, sw).expand(c, h, w).reshape(-1)
-        order = torch.sort(s2, descending=True, stable=True).indices
-        s_sorted = s2[order]
+        s_y = torch.outer(sh, sw).expand(c, ho, wo)               # singular values on the y grid
+        s_x = torch.full((c, h, w), -1.0, dtype=torch.float64)    # -1: untouched x coefficients
+        s_x[:, :ho, :wo] = s_y
+        self.perm = torch.sort(s_x.reshape(-1), descending=True, stable=True).indices
+        self.uperm = torch.sort(s_y.reshape(-1), descending=True, stable=True).indices
+        s_sorted = s_y.reshape(-1)[self.uperm]
         # also drop values that vanish (or are denormal) in float32: the operator is applied in
         # float32, so they are zero there and the pseudo-inverse must never divide by them
         tiny = torch.finfo(torch.float32).tiny
         k = int(((s_sorted > thr2) & (s_sorted >= tiny)).sum())
         self.Uh, self.Uw = uh.float(), uw.float()
         self.Vh, self.Vw = vht.T.contiguous().float(), vwt.T.contiguous().float()
-        self.perm = order
-        self.inv_perm = torch.argsort(order)
+        self.inv_perm = torch.argsort(self.perm)
+        self.inv_uperm = torch.argsort(self.uperm)
         self._s = s_sorted[:k].float()
-        super().__init__(shape, shape)
+        super().__init__(shape, (c, ho, wo))
 
     def singulars(self):
         return self._s
 
-    def _spectral(self, x, left, right):
-        return flat(left.T @ x @ right)[:, self.perm]
+    @staticmethod
+    def _spectral(x, left, right, perm):
+        return flat(left.T @ x @ right)[:, perm]
 
-    def _spatial(self, c, left, right):
-        c = self.pad_x(c) if c.shape[1] < self.n else c
-        z = c[:, self.inv_perm].reshape((-1,) + self.x_shape)
+    @staticmethod
+    def _spatial(c, left, right, inv_perm, shape, n):
+        if c.shape[1] < n:
+            c = torch.nn.functional.pad(c, (0, n - c.shape[1]))
+        z = c[:, inv_perm].reshape((-1,) + tuple(shape))
         return left @ z @ right.T
 
     def Vt(self, x):
-        return self._spectral(x, self.Vh, self.Vw)
+        return self._spectral(x, self.Vh, self.Vw, self.perm)
 
     def V(self, c):
-        return self._spatial(c, self.Vh, self.Vw)
+        return self._spatial(c, self.Vh, self.Vw, self.inv_perm, self.x_shape, self.n)
 
     def Ut(self, y):
-        return self._spectral(y, self.Uh, self.Uw)
+        return self._spectral(y, self.Uh, self.Uw, self.uperm)
 
     def U(self, z):
-        return self._spatial(z, self.Uh, self.Uw)
+        return self._spatial(z, self.Uh, self.Uw, self.inv_uperm, self.y_shape, self.m)
 
 
 def box_kernel(size: int) -> torch.Tensor:

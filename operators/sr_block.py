@@ -12,15 +12,23 @@ from .base import SVDOperator, flat
 from .registry import register
 
 
+def check_sr_factor(name: str, shape, factor) -> tuple:
+    """((C, H, W), factor) for a downsampling operator; clear errors for a non-image shape or a
+    factor that does not divide the size."""
+    shape = tuple(shape)
+    if len(shape) != 3:
+        raise ValueError(f"{name} needs an image shape (C, H, W), got {shape}")
+    _, h, w = shape
+    factor = int(factor)
+    if factor < 1 or h % factor or w % factor:
+        raise ValueError(f"{name}: factor {factor} must divide the image size {h}x{w}")
+    return shape, factor
+
+
 class BlockAverage(SVDOperator):
     def __init__(self, shape, factor: int):
-        shape = tuple(shape)
-        if len(shape) != 3:
-            raise ValueError(f"sr_block needs an image shape (C, H, W), got {shape}")
+        shape, factor = check_sr_factor("sr_block", shape, factor)
         c, h, w = shape
-        factor = int(factor)
-        if factor < 1 or h % factor or w % factor:
-            raise ValueError(f"sr_block: factor {factor} must divide the image size {h}x{w}")
         self.f = factor
         f2 = factor * factor
         u = torch.full((f2,), 1.0 / factor, dtype=torch.float64)

@@ -39,7 +39,41 @@ def pgdm_guidance_vector(op, x0, y, sigma_t: float, sigma_y: float) -> torch.Ten
     return op.V(op.pad_x(s * resid / (s ** 2 + c))).reshape(x0.shape)
 
 
-def pgdm_steps(x, sigmas, y, op, den, sigma_y, generator, eta: float = 1.0, weight: float = 1.0):
+def cg_guidance_vector(op, x0, y, sigma_t: float, sigma_y: float, iters: int = 50,
+                       tol: float = 1e-6) -> torch.Tensor:
+    """The same vector as ``pgdm_guidance_vector`` without an SVD: u = (A A^T + c I)^-1 r by
+    conjugate gradients (per batch item, A and A^T only), then A^T u.  For c = 0 and r in the
+    range of A, CG started at 0 stays in range(A) and reaches the minimum-norm solution, so A^T u
+    = A^+ r as in the noiseless Pi-GDM."""
+    r2 = sigma_t ** 2 / (1.0 + sigma_t ** 2)
+    c = float(sigma_y) ** 2 / r2
+    b = y - op(x0)
+    bsz = b.shape[0]
+    dims = tuple(range(1, b.dim()))
+
+    def M(v):
+        return op(op.adjoint(v)) + c * v
+
+    u = torch.zeros_like(b)
+    res = b.clone()
+    d = res.clone()
+    rr = (res * res).sum(dims)
+    stop = (tol ** 2) * (b * b).sum(dims).clamp_min(1e-30)
+    for _ in range(iters):
+        Md = M(d)
+        alpha = rr / (d * Md).sum(dims).clamp_min(1e-30)
+        u = u + alpha.view(bsz, *[1] * (b.dim() - 1)) * d
+        res = res - alpha.view(bsz, *[1] * (b.dim() - 1)) * Md
+        rr_new = (res * res).sum(dims)
+        if bool((rr_new <= stop).all()):  # one host sync per CG step: cheap next to an NFE
+            break
+        d = res + (rr_new / rr.clamp_min(1e-30)).view(bsz, *[1] * (b.dim() - 1)) * d
+        rr = rr_new
+    return op.adjoint(u).reshape(x0.shape)
+
+
+def pgdm_steps(x, sigmas, y, op, den, sigma_y, generator, eta: float = 1.0, weight: float = 1.0,
+               guidance=pgdm_guidance_vector):
     """Run PGDM from x (at sigmas[0]) down the descending grid ``sigmas``; returns the last state.
 
     sigmas: a sequence of floats; a final 0 means the last step returns x0 + weight * g (clean).
@@ -48,7 +82,7 @@ def pgdm_steps(x, sigmas, y, op, den, sigma_y, generator, eta: float = 1.0, weig
     x = x.detach()
     for st, ss in zip(sigmas[:-1], sigmas[1:]):
         xg, x0 = denoise_vjp(den, x, st)
-        h = pgdm_guidance_vector(op, x0.detach(), y, st, sigma_y)
+        h = guidance(op, x0.detach(), y, st, sigma_y)
         (g,) = torch.autograd.grad(x0, xg, grad_outputs=h)
         with torch.no_grad():
             x = ddim_step(x, x0.detach(), st, ss, eta, generator) + weight * g
@@ -66,3 +100,19 @@ class PGDM(Solver):
         sigmas = grid(p.schedule, p.steps, den, p.sigma_min, p.sigma_max, p.rho).tolist() + [0.0]
         x = sigmas[0] * noise((y.shape[0],) + tuple(den.shape), generator)
         return pgdm_steps(x, sigmas, y, op, den, sigma_y, generator, p.eta, p.weight)
+
+
+@register("gdm")
+class GDM(PGDM):
+    """Pi-GDM for operators with an adjoint but no SVD: the guidance's linear solve by conjugate
+    gradients (``cg_guidance_vector``, ``cg_iters`` steps at most); equal to ``pgdm`` where both
+    apply (tests/test_samplers.py)."""
+    defaults = dict(PGDM.defaults, cg_iters=50)
+    needs = frozenset({"forward", "adjoint"})
+
+    def solve(self, y, op, den, sigma_y, generator):
+        p = self.p
+        sigmas = grid(p.schedule, p.steps, den, p.sigma_min, p.sigma_max, p.rho).tolist() + [0.0]
+        x = sigmas[0] * noise((y.shape[0],) + tuple(den.shape), generator)
+        guide = lambda *a: cg_guidance_vector(*a, iters=p.cg_iters)  # noqa: E731
+        return pgdm_steps(x, sigmas, y, op, den, sigma_y, generator, p.eta, p.weight, guidance=guide)

@@ -45,7 +45,14 @@ identity for block-average SR (all s_j equal), and the multiple is fixed by the 
 bound; so no SVD preconditioner of this kind can beat VML-MAP on sr_block without giving up
 (ii) or (iii).  What limits VML-MAP there is the prior's conditioning, not the operator's
 (large-variance null-space directions have curvature ~1/e << 1/(4 s^2) at the last levels);
-benchmarks/map_convergence.py shows both curves.
+benchmarks/map_convergence.py shows both curves.  Even with a spread spectrum (``sr_bicubic``,
+singular values ~0.5 .. 0.24 at x2) the gain does not appear: the data curvature S^2/sy^2 is
+small for SR (S^2 <= 1/4), so the bound 1/(4 s^2) of the prior part dominates the step on every
+level s < sy/(2S) (0.1 at x2, 0.2 at x4 with sy = 0.05), i.e. on all the levels that decide the
+answer, and there tau_j ~ tau_0 ~ 4 c s^2 whatever s_j is.  Measured (random prior, 3x32x32,
+(20, 50), sy = 0.05): sr_bicubic x4 relative MAP error 0.0589/0.0619 for both methods, on the
+range of H^T 0.0315/0.0299 for both; deblurring (S = 1, data curvature 400): range 0.097 ->
+0.080, overall 0.132 -> 0.119.
 
 Cost: as VML-MAP (the SVD maps are applied to the gradient once per step, no denoiser calls).
 """

@@ -327,6 +327,20 @@ def test_paper_grids_validate_without_data(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------- inputs
+def test_blown_up_but_finite_image_counts_as_diverged():
+    """Finite values far outside the image range (MAP-GA(D) at sigma_y = 0.05 reaches ~1e19) are a
+    divergence too, not a score: the reasons name NaN/inf and blow-up apart; usable images pass."""
+    out = torch.zeros(4, 3, 2, 2)
+    out[1, 0, 0, 0] = float("inf")
+    out[2, 1, 1, 1] = -3.4e19
+    out[3] = 2.5                                      # unclipped but sane: not diverged
+    why = P.divergence_reasons(out)
+    assert why[0] is None and why[3] is None
+    assert "non-finite" in why[1]
+    assert "3.4e+19" in why[2] and "blown up" in why[2]
+    assert P.divergence_reasons(torch.full((1, 5), P.DIVERGED_ABS)) == [None]
+
+
 def test_verify_file_names_file_problem_and_fix(tmp_path):
     f = tmp_path / "img.png"
     f.write_bytes(b"x" * 100)

@@ -30,6 +30,8 @@ CASES = [
     ("inpaint_srmask", "inpaint_srmask", S32, {}),
     ("inpaint_alllines", "inpaint_alllines", S32, {}),
     ("sr_block", "sr_block", S32, {"factor": 4}),
+    ("sr_bicubic", "sr_bicubic", S32, {"factor": 4}),
+    ("sr_bicubic_x2_thr", "sr_bicubic", S32, {"factor": 2, "threshold": 0.3}),
     ("deblur_uniform", "deblur_uniform", S32, {"size": 5, "threshold": 0.03}),
     ("deblur_uniform_1d", "deblur_uniform", S32, {"size": 5, "threshold": 0.2, "threshold_mode": "1d"}),
     ("deblur_gauss", "deblur_gauss", S64, {}),
@@ -49,7 +51,8 @@ PROVIDES = {
     "inpaint_half": {"forward", "adjoint", "svd"}, "inpaint_box": {"forward", "adjoint", "svd"},
     "inpaint_expand": {"forward", "adjoint", "svd"}, "inpaint_random": {"forward", "adjoint", "svd"},
     "inpaint_srmask": {"forward", "adjoint", "svd"}, "inpaint_alllines": {"forward", "adjoint", "svd"},
-    "sr_block": {"forward", "adjoint", "svd"}, "deblur_uniform": {"forward", "adjoint", "svd"},
+    "sr_block": {"forward", "adjoint", "svd"}, "sr_bicubic": {"forward", "adjoint", "svd"},
+    "deblur_uniform": {"forward", "adjoint", "svd"},
     "deblur_gauss": {"forward", "adjoint", "svd"}, "colorize": {"forward", "adjoint", "svd"},
     "matrix": {"forward", "adjoint", "svd"}, "deblur_motion": {"forward", "adjoint"},
     "phase_retrieval": {"forward"}, "hdr": {"forward"}, "jpeg": {"forward"},
@@ -283,6 +286,21 @@ def test_separable_blur_threshold0_is_zero_padded_convolution(name, params):
     ndimage = pytest.importorskip("scipy.ndimage")
     sp = np.stack([ndimage.convolve(x[0, c].double().numpy(), k2.numpy(), mode="constant") for c in range(3)])
     assert close(op(x)[0], torch.from_numpy(sp).float(), 1e-5)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_sr_bicubic_matches_torch_antialiased_resize(factor):
+    """Away from the borders (where the taps are renormalised here and clamped by torch), the
+    operator is torch's antialiased bicubic downsampling (Keys a = -0.5, kernel stretched by the
+    factor), and its spectrum is spread (unlike sr_block's, all 1/f)."""
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    op = operators.build("sr_bicubic", (3, 32, 32), factor=factor)
+    ref = torch.nn.functional.interpolate(x, scale_factor=1 / factor, mode="bicubic", antialias=True,
+                                          align_corners=False)
+    b = 2
+    assert torch.allclose(op(x)[..., b:-b, b:-b], ref[..., b:-b, b:-b], atol=1e-5)
+    s = op.singulars()
+    assert s.numel() == 3 * (32 // factor) ** 2 and s.max() / s.min() > 1.5
 
 
 def test_gauss_default_scaling():

@@ -71,3 +71,10 @@ def test_overhead_is_one_for_a_solver_that_only_calls_the_network(monkeypatch):
     assert r["nfe"] == 40 and r["vjp"] == 0
     assert 0.9 < r["overhead"] < 1.3
     assert r["operator_share"] < 0.2
+
+
+def test_every_pixel_space_solver_has_a_small_perf_budget():
+    """`--budget small` (the perf rule's default) must not fall back to a solver's paper defaults
+    (MAP-GA(PGDM)'s 20 x 50 + 100 would take minutes per batch on a CPU)."""
+    import solvers
+    assert set(solvers.names()) - perf.LATENT <= set(perf.SMALL), set(solvers.names()) - perf.LATENT - set(perf.SMALL)
