@@ -94,6 +94,29 @@ def test_gmm_csv_spec(tmp_path):
     assert "**1.100 ± 0.248**" in md and "d = 40" in md and "95% CI" in md and not skipped
 
 
+
+def test_sweep_rows_show_the_best_variant_per_task_with_a_footnote(tmp_path):
+    """A swept solver (two (N, K) variants, sweep_of = 'vm') appears as one row 'vm' holding, per
+    task, the variant with the best mean PSNR over seeds (t1: the (20, 50) one, t2: the (50, 20)
+    one); the footnote names both choices; unswept rows are untouched."""
+    rows = []
+    for (solver, t, v) in [("vm--steps=20--iters=50", "t1", 30.0), ("vm--steps=50--iters=20", "t1", 20.0),
+                           ("vm--steps=20--iters=50", "t2", 10.0), ("vm--steps=50--iters=20", "t2", 12.0),
+                           ("b", "t1", 25.0), ("b", "t2", 11.0)]:
+        for seed in (0, 1):
+            rows.append(dict(dataset="d", task=t, solver=solver, seed=seed, psnr=v + seed, status="ok",
+                             n_diverged=0, sweep_of=None if solver == "b" else "vm"))
+    spec = dict(id="sw", metrics=["lpips_vgg", "psnr"],
+                layouts=[{"datasets": ["d"], "columns": {"T1": "t1", "T2": "t2"}, "rows": {"VM": "vm", "B": "b"}}])
+    entries, skipped = render_specs([spec], pd.DataFrame(rows), tmp_path, str(tmp_path))
+    assert not skipped
+    md = (tmp_path / entries[0][1]).read_text()
+    vm = next(line for line in md.splitlines() if line.startswith("| VM"))
+    assert "30.50" in vm and "12.50" in vm and "20.50" not in vm and "10.50" not in vm
+    assert "vm / t1: vm--steps=20--iters=50" in md and "vm / t2: vm--steps=50--iters=20" in md
+    assert "by mean psnr" in md                              # lpips_vgg absent: the next metric decides
+    assert "25.50" in next(line for line in md.splitlines() if line.startswith("| B"))
+
 CFG = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
 
 
