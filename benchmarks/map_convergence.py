@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from dipbench.cg import batched_cg
 from priors.gaussian import GaussianPrior
 
 
@@ -93,20 +94,7 @@ class KronGaussian(GaussianPrior):
         HtH = lambda x: op.adjoint(op(x.float())).double()                            # noqa: E731
         A = lambda u: u + Lt(HtH(L(u))) / sy2                                         # noqa: E731
         r0 = op.adjoint(y.float() - op(mu.float().expand(y.shape[0], *self.shape))).double()
-        b = Lt(r0) / sy2
-        u = torch.zeros_like(b)
-        r, dims = b.clone(), (1, 2, 3)
-        p, rs = r.clone(), (r * r).sum(dims)
-        bn = rs.sqrt()
-        for _ in range(maxiter):
-            ap = A(p)
-            alpha = (rs / (p * ap).sum(dims)).reshape(-1, 1, 1, 1)
-            u, r = u + alpha * p, r - alpha * ap
-            rs_new = (r * r).sum(dims)
-            if (rs_new.sqrt() / bn).max() < tol:
-                break
-            p = r + (rs_new / rs).reshape(-1, 1, 1, 1) * p
-            rs = rs_new
+        u = batched_cg(A, Lt(r0) / sy2, maxiter, tol)
         return (mu + L(u)).float()
 
 

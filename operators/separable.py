@@ -85,9 +85,9 @@ class Separable(SVDOperator):
         return flat(left.T @ x @ right)[:, perm]
 
     @staticmethod
-    def _spatial(c, left, right, inv_perm, shape, n):
-        if c.shape[1] < n:
-            c = torch.nn.functional.pad(c, (0, n - c.shape[1]))
+    def _spatial(c, left, right, inv_perm, shape):
+        """Coefficients (B, k <= n) in rank order -> (B, *shape); missing ranks are zeros."""
+        c = torch.nn.functional.pad(c, (0, inv_perm.numel() - c.shape[1]))
         z = c[:, inv_perm].reshape((-1,) + tuple(shape))
         return left @ z @ right.T
 
@@ -95,13 +95,13 @@ class Separable(SVDOperator):
         return self._spectral(x, self.Vh, self.Vw, self.perm)
 
     def V(self, c):
-        return self._spatial(c, self.Vh, self.Vw, self.inv_perm, self.x_shape, self.n)
+        return self._spatial(c, self.Vh, self.Vw, self.inv_perm, self.x_shape)
 
     def Ut(self, y):
         return self._spectral(y, self.Uh, self.Uw, self.uperm)
 
     def U(self, z):
-        return self._spatial(z, self.Uh, self.Uw, self.inv_uperm, self.y_shape, self.m)
+        return self._spatial(z, self.Uh, self.Uw, self.inv_uperm, self.y_shape)
 
 
 def box_kernel(size: int) -> torch.Tensor:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from dipbench.cg import batched_cg
 from dipbench.schedule import grid
 from .base import Solver, noise
 from .diffusion_steps import ddim_step, denoise_vjp
@@ -47,28 +48,7 @@ def cg_guidance_vector(op, x0, y, sigma_t: float, sigma_y: float, iters: int = 5
     = A^+ r as in the noiseless Pi-GDM."""
     r2 = sigma_t ** 2 / (1.0 + sigma_t ** 2)
     c = float(sigma_y) ** 2 / r2
-    b = y - op(x0)
-    bsz = b.shape[0]
-    dims = tuple(range(1, b.dim()))
-
-    def M(v):
-        return op(op.adjoint(v)) + c * v
-
-    u = torch.zeros_like(b)
-    res = b.clone()
-    d = res.clone()
-    rr = (res * res).sum(dims)
-    stop = (tol ** 2) * (b * b).sum(dims).clamp_min(1e-30)
-    for _ in range(iters):
-        Md = M(d)
-        alpha = rr / (d * Md).sum(dims).clamp_min(1e-30)
-        u = u + alpha.view(bsz, *[1] * (b.dim() - 1)) * d
-        res = res - alpha.view(bsz, *[1] * (b.dim() - 1)) * Md
-        rr_new = (res * res).sum(dims)
-        if bool((rr_new <= stop).all()):  # one host sync per CG step: cheap next to an NFE
-            break
-        d = res + (rr_new / rr.clamp_min(1e-30)).view(bsz, *[1] * (b.dim() - 1)) * d
-        rr = rr_new
+    u = batched_cg(lambda v: op(op.adjoint(v)) + c * v, y - op(x0), iters, tol)
     return op.adjoint(u).reshape(x0.shape)
 
 
@@ -95,11 +75,15 @@ class PGDM(Solver):
                     sigma_max=80.0, rho=7.0)
     needs = frozenset({"forward", "svd"})
 
+    def guidance(self, op, x0, y, sigma_t, sigma_y):
+        return pgdm_guidance_vector(op, x0, y, sigma_t, sigma_y)
+
     def solve(self, y, op, den, sigma_y, generator):
         p = self.p
         sigmas = grid(p.schedule, p.steps, den, p.sigma_min, p.sigma_max, p.rho).tolist() + [0.0]
         x = sigmas[0] * noise((y.shape[0],) + tuple(den.shape), generator)
-        return pgdm_steps(x, sigmas, y, op, den, sigma_y, generator, p.eta, p.weight)
+        return pgdm_steps(x, sigmas, y, op, den, sigma_y, generator, p.eta, p.weight,
+                          guidance=self.guidance)
 
 
 @register("gdm")
@@ -110,9 +94,5 @@ class GDM(PGDM):
     defaults = dict(PGDM.defaults, cg_iters=50)
     needs = frozenset({"forward", "adjoint"})
 
-    def solve(self, y, op, den, sigma_y, generator):
-        p = self.p
-        sigmas = grid(p.schedule, p.steps, den, p.sigma_min, p.sigma_max, p.rho).tolist() + [0.0]
-        x = sigmas[0] * noise((y.shape[0],) + tuple(den.shape), generator)
-        guide = lambda *a: cg_guidance_vector(*a, iters=p.cg_iters)  # noqa: E731
-        return pgdm_steps(x, sigmas, y, op, den, sigma_y, generator, p.eta, p.weight, guidance=guide)
+    def guidance(self, op, x0, y, sigma_t, sigma_y):
+        return cg_guidance_vector(op, x0, y, sigma_t, sigma_y, iters=self.p.cg_iters)

@@ -94,7 +94,6 @@ def test_gmm_csv_spec(tmp_path):
     assert "**1.100 ± 0.248**" in md and "d = 40" in md and "95% CI" in md and not skipped
 
 
-
 def test_sweep_rows_show_the_best_variant_per_task_with_a_footnote(tmp_path):
     """A swept solver (two (N, K) variants, sweep_of = 'vm') appears as one row 'vm' holding, per
     task, the variant with the best mean PSNR over seeds (t1: the (20, 50) one, t2: the (50, 20)
@@ -116,6 +115,7 @@ def test_sweep_rows_show_the_best_variant_per_task_with_a_footnote(tmp_path):
     assert "vm / t1: vm--steps=20--iters=50" in md and "vm / t2: vm--steps=50--iters=20" in md
     assert "by mean psnr" in md                              # lpips_vgg absent: the next metric decides
     assert "25.50" in next(line for line in md.splitlines() if line.startswith("| B"))
+
 
 CFG = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
 

@@ -375,4 +375,3 @@ if __name__ == "__main__":  # print the measured numbers quoted in the docstring
             pr, o, yy, s = image_problem(tk)
             print(tk, nm, moments(pr, o, yy, s, run(nm, FAST[nm], pr, o, yy, s, 500)))
     print(_gmm_sw(10, GMM_NAMES + ["reddiff", "daps_4k"]))
-
