@@ -47,5 +47,5 @@ def load_state_dict_checked(module, state: dict, what: str) -> None:
     module.load_state_dict(state, strict=True)
 
 
-def describe_keys(d) -> str:
-    return _short(sorted(map(str, d.keys()))) if isinstance(d, dict) else type(d).__name__
+def describe_keys(d, n: int = 12) -> str:
+    return _short(sorted(map(str, d.keys())), n) if isinstance(d, dict) else type(d).__name__

@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dipbench.checkpoint_format import CheckpointFormatError, load_state_dict_checked
+
 from .base import Denoiser, sigma_column
 from .registry import register
 
@@ -269,7 +271,10 @@ def build_adm(config: str, path=None, **overrides) -> VPEpsDenoiser:
     net = ADMUNet(**cfg)
     if path is not None:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        net.load_state_dict(state, strict=True)
+        if not isinstance(state, dict):
+            raise CheckpointFormatError(f"ADM checkpoint {Path(path).name}: expected a state dict "
+                                        f"(torch.save(model.state_dict())); got {type(state).__name__}")
+        load_state_dict_checked(net, state, f"ADM checkpoint {Path(path).name}")
     net.eval().requires_grad_(False)
     return VPEpsDenoiser(net, (cfg["in_channels"], cfg["image_size"], cfg["image_size"]))
 

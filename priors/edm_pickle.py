@@ -29,6 +29,7 @@ lines, is written above ``_Record`` below and in tests/fixtures/checkpoints/READ
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import io
 import math
@@ -302,8 +303,10 @@ class _ModuleRecord(_Record):
         self.state = state
 
 
+@functools.lru_cache(maxsize=None)
 def _container(name):
-    return type(f"_{name}Record", (_ModuleRecord,), {"container": name})
+    # unpickling makes these with NEWOBJ (cls.__new__, no __init__): the name is a class attribute
+    return type(f"_{name}Record", (_ModuleRecord,), {"container": name, "class_name": name, "state": None})
 
 
 class _EasyDict(dict):
@@ -430,11 +433,12 @@ def constructor_arguments(rec) -> dict:
     """The recorded constructor arguments (``_init_args`` + ``_init_kwargs``) of the top-level
     network as keyword arguments, checked against what this implementation understands."""
     st = _state_of(rec, "the top-level network")
-    if "_init_kwargs" not in st or "_init_args" not in st:
+    missing = [k for k in ("_init_args", "_init_kwargs") if k not in st]
+    if missing:
         raise CheckpointFormatError(
-            f"EDM pickle: expected fields _init_args and _init_kwargs in the persistent-object state of "
-            f"{rec.class_name} (torch_utils/persistence.py records the constructor arguments there); "
-            f"got keys {describe_keys(st)}")
+            f"EDM pickle: expected field{'s' * (len(missing) > 1)} {' and '.join(missing)} in the "
+            f"persistent-object state of {rec.class_name} (torch_utils/persistence.py records the "
+            f"constructor arguments there); got keys {describe_keys(st, 60)}")
     args, kwargs = st["_init_args"], st["_init_kwargs"]
     if args is None or kwargs is None:
         raise CheckpointFormatError(f"EDM pickle: {rec.class_name} was saved without its constructor "

@@ -411,8 +411,8 @@ def test_format_errors_pass_through_build_prior_and_corrupt_files_get_the_advice
     good.write_bytes(blob)
     rec = edm_pickle.load_release(good)["ema"]
     rec.state["init_kwargs"] = rec.state.pop("_init_kwargs")            # the old, wrong field name
-    with pytest.raises(CheckpointFormatError, match=r"expected fields _init_args and _init_kwargs.*"
-                                                    r"got keys .*init_kwargs"):
+    with pytest.raises(CheckpointFormatError, match=r"expected field _init_kwargs in the persistent-object "
+                                                    r"state of EDMPrecond.*got keys .*init_kwargs"):
         edm_pickle.network_from_record(rec)
     rec.state["_init_kwargs"] = dict(SMALL_EDM, fancy_option=3)
     with pytest.raises(CheckpointFormatError, match=r"\['fancy_option'\].*not understood"):
