@@ -320,7 +320,7 @@ def test_missing_checkpoint_message(tmp_path, monkeypatch):
     monkeypatch.setenv("DIPBENCH_RESOURCES", str(tmp_path))
     for name, file in [("adm_ffhq256", "ffhq_10m.pt"), ("adm_imagenet256", "256x256_diffusion_uncond.pt"),
                        ("edm_imagenet64", "edm-imagenet-64x64-cond-adm.pkl"),
-                       ("ldm_celebahq256", "ldm_celebahq256.ckpt")]:
+                       ("ldm_celebahq256", "ldm_celebahq256.ckpt"), ("ldm_ffhq256", "ldm_ffhq256.ckpt")]:
         with pytest.raises(MissingCheckpoint) as e:
             priors.build(name)
         msg = str(e.value)
@@ -349,10 +349,11 @@ KNOWN_LDM = {
 }
 
 
-def test_ldm_full_size_state_dict_names_and_shapes():
+@pytest.mark.parametrize("name", ["ldm_celebahq256", "ldm_ffhq256"])
+def test_ldm_full_size_state_dict_names_and_shapes(name):
     from priors import ldm
 
-    m = _manifest("ldm_celebahq256")
+    m = _manifest(name)
     with torch.device("meta"):
         unet, vq = adm.ADMUNet(**ldm.UNET_CONFIG), ldm.VQModel(**ldm.VQ_CONFIG)
         fake = {k: torch.empty(v) for k, v in m["keys"].items()}

@@ -55,6 +55,11 @@ def manifests() -> dict:
         config=dict(unet={k: list(v) if isinstance(v, tuple) else v for k, v in UNET_CONFIG.items()},
                     first_stage={k: list(v) if isinstance(v, tuple) else v for k, v in VQ_CONFIG.items()}),
         keys=keys)
+    out["ldm_ffhq256"] = dict(
+        source="latent-diffusion configs/latent-diffusion/ffhq-ldm-vq-4.yaml: its model section "
+               "(unet_config, first_stage_config, schedule) equals celebahq-ldm-vq-4.yaml's; keys of "
+               "the checkpoint's state_dict (EMA and schedule buffers omitted)",
+        config=out["ldm_celebahq256"]["config"], keys=dict(keys))
     return out
 
 
