@@ -60,6 +60,17 @@ def manifests() -> dict:
                "(unet_config, first_stage_config, schedule) equals celebahq-ldm-vq-4.yaml's; keys of "
                "the checkpoint's state_dict (EMA and schedule buffers omitted)",
         config=out["ldm_celebahq256"]["config"], keys=dict(keys))
+    from priors.consistency import CONFIG_IMAGENET64
+
+    with torch.device("meta"):
+        net = ADMUNet(**CONFIG_IMAGENET64)
+    out["cm_imagenet64"] = dict(
+        source="consistency_models cm/script_util.py create_model with the ImageNet-64 flags of "
+               "scripts/launch.sh (class_cond, 192 channels, 3 res blocks, attention 32,16,8, 64 channels "
+               "per head, scale-shift norm, resblock up/down); the state dict of cd_imagenet64_lpips.pt, "
+               "cd_imagenet64_l2.pt and ct_imagenet64.pt",
+        config={k: list(v) if isinstance(v, tuple) else v for k, v in CONFIG_IMAGENET64.items()},
+        keys={k: list(v.shape) for k, v in net.state_dict().items()})
     return out
 
 
