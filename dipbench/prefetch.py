@@ -151,9 +151,10 @@ def fetch_one(name: str, entry: dict, root=None, timeout: float = 60.0, log=prin
 
 
 def needed(config: dict, registry: dict) -> list[str]:
-    """Checkpoint names a workflow config needs (its datasets' priors and consistency models, plus
-    prefetch.checkpoints).  A prior whose params name a ``checkpoint`` needs that entry; otherwise
-    its entries, except those marked ``default: false`` (the alternatives of a multi-file prior)."""
+    """Checkpoint names a workflow config needs (its datasets' priors and consistency models, the
+    networks of its tasks' operators, plus prefetch.checkpoints).  A prior whose params name a
+    ``checkpoint`` needs that entry; otherwise its entries, except those marked ``default: false``
+    (the alternatives of a multi-file prior)."""
     names = []
     for d in (config.get("datasets") or {}).values():
         for key in ("prior", "consistency"):
@@ -164,6 +165,8 @@ def needed(config: dict, registry: dict) -> list[str]:
             elif spec.get("name"):
                 names += [n for n, e in registry.items()
                           if e.get("prior") == spec["name"] and e.get("default", True) is not False]
+    ops_used = {(t or {}).get("operator") for t in (config.get("tasks") or {}).values()}
+    names += [n for n, e in registry.items() if e.get("operator") and e["operator"] in ops_used]
     extra = list(((config.get("prefetch") or {}).get("checkpoints")) or [])
     for n in extra:
         if n not in registry:

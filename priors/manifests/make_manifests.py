@@ -71,6 +71,15 @@ def manifests() -> dict:
                "cd_imagenet64_l2.pt and ct_imagenet64.pt",
         config={k: list(v) if isinstance(v, tuple) else v for k, v in CONFIG_IMAGENET64.items()},
         keys={k: list(v.shape) for k, v in net.state_dict().items()})
+    from operators.deblur_nonlinear import CONFIG, KernelWizard
+
+    with torch.device("meta"):
+        net = KernelWizard(**CONFIG)
+    out["bkse_gopro_wvae"] = dict(
+        source="blur-kernel-space-exploring options/generate_blur/default.yml (KernelWizard: nf 64, "
+               "front_RBs 10, back_RBs 20, kernel_dim 512, use_vae, extractor n_blocks 4, no norm); "
+               "the state dict of GOPRO_wVAE.pth (operator deblur_nonlinear)",
+        config=dict(CONFIG), keys={k: list(v.shape) for k, v in net.state_dict().items()})
     return out
 
 
