@@ -10,7 +10,9 @@
   noise eps, D(x0 + sigma eps, sigma) = x0 to float precision (tolerance 1e-5);
 * the restricted unpickler reads a pickle laid out like an EDM release (persistent-object records
   carrying module source, tensors, ModuleDicts) into a network equal to the original (outputs
-  identical), never runs the embedded source, and refuses os.system / unknown classes.
+  identical), never runs the embedded source, and refuses os.system / unknown classes;
+* EDM class labels (true / int / none) and the error path through the pipeline's build_prior.
+The release-format fixtures written by the official code are tested in test_checkpoint_fixtures.py.
 """
 from __future__ import annotations
 
