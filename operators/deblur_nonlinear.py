@@ -196,10 +196,15 @@ class NonlinearBlur(Operator):
 
 
 @register("deblur_nonlinear")
-def deblur_nonlinear(shape, seed: int = 0, path: str | None = None, kernel_scale: float = 1.2):
-    """Non-uniform blur of Tran et al. (2021) with bkse's GOPRO_wVAE.pth weights; forward only."""
+def deblur_nonlinear(shape, seed: int = 0, path: str | None = None, kernel_scale: float = 1.2, **arch):
+    """Non-uniform blur of Tran et al. (2021) with bkse's GOPRO_wVAE.pth weights; forward only.
+    ``arch`` overrides entries of CONFIG (for other KernelWizard files, e.g. the test fixture)."""
+    unknown = set(arch) - set(CONFIG)
+    if unknown:
+        raise TypeError(f"deblur_nonlinear: unknown parameter(s) {sorted(unknown)}; architecture "
+                        f"entries are {', '.join(CONFIG)}")
     if path is None:
         from dipbench.prefetch import require_checkpoint
 
         path = require_checkpoint(CHECKPOINT)
-    return NonlinearBlur(shape, load_kernel_wizard(path), seed, kernel_scale)
+    return NonlinearBlur(shape, load_kernel_wizard(path, dict(CONFIG, **arch)), seed, kernel_scale)
