@@ -1,7 +1,7 @@
 """Non-uniform (nonlinear) deblurring: the blur-kernel-space forward model of Tran et al. (2021),
 as DPS and MGPS "emulate" it, with its released network weights.  Forward only.
 
-The network is bkse's ``KernelWizard`` (VinAIResearch/blur-kernel-space-exploring,
+The network is bkse's ``KernelWizard`` (VinAIResearch/blur-kernel-space-exploring@f2fe73e,
 ``models/kernel_encoding/kernel_wizard.py``), re-implemented here with the same module names so
 that the released state dict ``GOPRO_wVAE.pth`` (bkse's ``save_network``:
 ``torch.save(network.state_dict())``) loads strictly.  Only its ``adaptKernel(x, k)`` path is a
@@ -16,12 +16,13 @@ Configuration (``CONFIG``, bkse ``options/generate_blur/default.yml``, the file 
 nf 64, front_RBs 10, back_RBs 20, kernel_dim 512, use_vae true, extractor with no norm, 4 reflect-
 padded ResNet blocks, use_sharp; adapter with no norm.
 
-Ranges (DPS ``NonlinearBlurOperator.forward``, DAPS ``NonlinearBlur.__call__``): x in [-1, 1] is
+Ranges (DPS@effbde7 guided_diffusion/measurements.py ``NonlinearBlurOperator.forward``, lines
+195-200; DAPS@098df6b forward_operator/__init__.py ``NonlinearBlur.__call__``, lines 354-359): x in [-1, 1] is
 mapped to [0, 1], blurred by ``adaptKernel``, mapped back with 2 b - 1 and clamped to [-1, 1].
 
 The kernel code.  DPS (and MGPS's copy) draw ``torch.randn(1, 512, 2, 2) * 1.2`` from the global
 RNG at every forward call, so the measurement and every guidance step see different blurs; DAPS
-draws one code in the operator's constructor (NumPy seed 0) and uses it for every call and every
+draws one code in the operator's constructor (NumPy seed 0, lines 325-328) and uses it for every call and every
 image of the batch.  This operator follows DAPS: one code per operator, ``kernel_scale *
 N(0, I)`` of shape (1, 8 nf, H/128, W/128) drawn from a private ``torch.Generator`` seeded with the
 operator's ``seed`` (the harness derives it from (dataset, task, seed)), shared by the batch, so
