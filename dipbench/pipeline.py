@@ -75,6 +75,16 @@ def _read_errors():
 _READ_ERRORS = _read_errors()
 
 
+def require_labels(labels, dataset: str, *objs) -> None:
+    """A prior with ``class_label: true`` needs the dataset's labels: fail before any solver runs."""
+    for o in objs:
+        if labels is None and getattr(o, "class_label", None) is True:
+            raise InputError(f"datasets.{dataset}: the prior uses each image's class (class_label: true) "
+                             f"but the dataset gives no labels (ImageNet: pass `labels:` or use synset "
+                             f"folders, see data/imagenet.py), or set the prior's class_label to an int "
+                             f"or none")
+
+
 def hand_labels(labels, *objs) -> None:
     """Give each object that takes class labels (``set_labels``: a class-conditional prior with
     ``class_label: true``) the labels of the batch about to be solved (None when the dataset has
@@ -186,6 +196,7 @@ def measure(cfg, dataset: str, task: str, seed: int, out_dir) -> None:
     if labels is not None:
         arrays["labels"] = labels
     prior = build_prior(cfg, dataset)
+    require_labels(labels, dataset, prior)
     if getattr(prior, "exact", False) and hasattr(prior, "map_estimate"):
         arrays["x_map"] = prior.map_estimate(y, op, te["sigma_y"]).float().numpy()
     meta = dict(dataset=dataset, task=task, seed=seed, operator=te["operator"], operator_params=op_params,
@@ -280,6 +291,7 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
     started, t_start = now(), time.perf_counter()
     op = operator_for(meta).to(device)
     prior = build_prior(cfg, dataset).to(device)
+    require_labels(m["labels"], dataset, prior)
     load_s = time.perf_counter() - t_start  # operator + prior (checkpoint loading)
     batch = int(cfg.get("batch_size", 16))
     n = len(m["ids"])

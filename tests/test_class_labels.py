@@ -91,20 +91,33 @@ def _cfg(tmp_path, class_label, with_labels=True):
 def test_labels_reach_the_prior_per_batch(tmp_path):
     _edm_pickle(tmp_path / "edm.pkl")
     runs = {}
-    for tag, label, with_labels in (("true", True, True), ("fixed", 417, True), ("none", True, False)):
-        cfg = _cfg(tmp_path, label, with_labels)
-        cfg["batch_size"] = 1 if tag != "none" else 2           # one image per batch: one label each
+    for tag, label in (("true", True), ("fixed", 417)):
+        cfg = _cfg(tmp_path, label)
+        cfg["batch_size"] = 1                                   # one image per batch: one label each
         meas, run = tmp_path / tag / "meas", tmp_path / tag / "run"
         P.measure(cfg, "in64", "half", 0, meas)
-        stored = np.load(meas / "measurement.npz")
-        if with_labels:
-            assert stored["labels"].tolist() == [417, 3]
-        else:
-            assert "labels" not in stored.files
+        assert np.load(meas / "measurement.npz")["labels"].tolist() == [417, 3]
         runs[tag] = P.solve_or_record(cfg, "in64", "half", "ddrm", 0, meas, run, log=lambda *_: None)
         runs[tag]["recon"] = np.load(run / "recon.npz")["recon"]
     assert runs["true"]["status"] == "ok" and runs["fixed"]["status"] == "ok"
     # image 0 has label 417: identical to the run with 417 fixed; image 1 (label 3) differs from it
     assert np.array_equal(runs["true"]["recon"][0], runs["fixed"]["recon"][0])
     assert not np.allclose(runs["true"]["recon"][1], runs["fixed"]["recon"][1])
-    assert runs["none"]["status"] == "failed" and "no labels were handed over" in runs["none"]["reason"]
+    # no labels in the dataset: the measure step fails (an input problem, not a solver result) ...
+    cfg = _cfg(tmp_path, True, with_labels=False)
+    with pytest.raises(P.InputError, match="class_label: true.*gives no labels"):
+        P.measure(cfg, "in64", "half", 0, tmp_path / "none" / "meas")
+    # ... and so does the solve step on a measurement without labels
+    with pytest.raises(P.InputError, match="gives no labels"):
+        P.solve(_cfg(tmp_path, True), "in64", "half", "ddrm", 0, _strip_labels(tmp_path),
+                tmp_path / "none" / "run", log=lambda *_: None)
+
+
+def _strip_labels(tmp_path):
+    src, dst = tmp_path / "fixed" / "meas", tmp_path / "nolabels" / "meas"
+    dst.mkdir(parents=True)
+    z = dict(np.load(src / "measurement.npz"))
+    z.pop("labels")
+    np.savez(dst / "measurement.npz", **z)
+    (dst / "meta.json").write_text((src / "meta.json").read_text())
+    return dst
