@@ -49,12 +49,49 @@ def build_prior(cfg, dataset: str):
         where = _checkpoint_of(p)
         if where is None:
             raise
+        from dipbench.checkpoint_format import CheckpointFormatError
         from dipbench.prefetch import PREFETCH_CMD
+
+        if isinstance(e, CheckpointFormatError):  # read fine, content not understood: say what
+            raise CheckpointFormatError(f"datasets.{dataset}.prior '{p['name']}', checkpoint {where}: "
+                                        f"{e}") from e
+        if not isinstance(e, _READ_ERRORS):
+            raise
 
         raise InputError(f"datasets.{dataset}.prior '{p['name']}': cannot load checkpoint {where} "
                          f"({type(e).__name__}: {str(e)[:300]}). The file is probably truncated or "
                          f"corrupt: delete it and fetch it again with `{PREFETCH_CMD}`, or check "
                          f"the prior's `path` param.") from e
+
+
+def _read_errors():
+    import pickle
+    import zipfile
+
+    return (pickle.UnpicklingError, EOFError, OSError, zipfile.BadZipFile, UnicodeDecodeError,
+            RuntimeError)  # torch.load reports a damaged zip archive as RuntimeError
+
+
+_READ_ERRORS = _read_errors()
+
+
+def require_labels(labels, dataset: str, *objs) -> None:
+    """A prior with ``class_label: true`` needs the dataset's labels: fail before any solver runs."""
+    for o in objs:
+        if labels is None and getattr(o, "class_label", None) is True:
+            raise InputError(f"datasets.{dataset}: the prior uses each image's class (class_label: true) "
+                             f"but the dataset gives no labels (ImageNet: pass `labels:` or use synset "
+                             f"folders, see data/imagenet.py), or set the prior's class_label to an int "
+                             f"or none")
+
+
+def hand_labels(labels, *objs) -> None:
+    """Give each object that takes class labels (``set_labels``: a class-conditional prior with
+    ``class_label: true``) the labels of the batch about to be solved (None when the dataset has
+    none)."""
+    for o in objs:
+        if o is not None and hasattr(o, "set_labels"):
+            o.set_labels(labels)
 
 
 def _checkpoint_of(prior: dict):
@@ -95,6 +132,20 @@ def load_images(cfg, dataset: str):
                          f"probably truncated or corrupt; replace it. {fix}") from exc
 
 
+def dataset_labels(cfg, dataset: str, ids):
+    """Class labels (ints) of ``ids`` when the dataset has them (``labels(ids)``), else None."""
+    import data
+
+    e = C.dataset_entry(cfg, dataset)
+    ds = data.build(e["images"], **e["params"])
+    if not hasattr(ds, "labels"):
+        return None
+    try:
+        return np.asarray(ds.labels(ids), dtype=np.int64)
+    except (FileNotFoundError, LookupError, ValueError):
+        return None  # no labels source: a prior that needs labels says so when it is called
+
+
 def operator_for(meta: dict):
     import operators
 
@@ -108,6 +159,7 @@ def load_measurement(meas_dir):
     out = {k: torch.from_numpy(z[k]) for k in ("x", "y") }
     out["x_map"] = torch.from_numpy(z["x_map"]) if "x_map" in z.files else None
     out["ids"] = [str(i) for i in z["ids"]]
+    out["labels"] = torch.from_numpy(z["labels"]) if "labels" in z.files else None
     return meta, out
 
 
@@ -140,7 +192,11 @@ def measure(cfg, dataset: str, task: str, seed: int, out_dir) -> None:
     g = generator(dataset, task, seed, "noise")
     y = clean + te["sigma_y"] * torch.randn(clean.shape, generator=g)
     arrays = dict(x=x.numpy(), y=y.numpy(), ids=np.array(ids))
+    labels = dataset_labels(cfg, dataset, ids)
+    if labels is not None:
+        arrays["labels"] = labels
     prior = build_prior(cfg, dataset)
+    require_labels(labels, dataset, prior)
     if getattr(prior, "exact", False) and hasattr(prior, "map_estimate"):
         arrays["x_map"] = prior.map_estimate(y, op, te["sigma_y"]).float().numpy()
     meta = dict(dataset=dataset, task=task, seed=seed, operator=te["operator"], operator_params=op_params,
@@ -235,6 +291,7 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
     started, t_start = now(), time.perf_counter()
     op = operator_for(meta).to(device)
     prior = build_prior(cfg, dataset).to(device)
+    require_labels(m["labels"], dataset, prior)
     load_s = time.perf_counter() - t_start  # operator + prior (checkpoint loading)
     batch = int(cfg.get("batch_size", 16))
     n = len(m["ids"])
@@ -256,6 +313,7 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
         for start in range(0, n, batch):
             sl = slice(start, min(start + batch, n))
             y = m["y"][sl].to(device)
+            hand_labels(None if m["labels"] is None else m["labels"][sl], prior)
             den = solvers.CountingDenoiser(prior)
             g = generator(dataset, task, solver, seed, f"batch{start}", device=device)
             t0 = time.perf_counter()
