@@ -19,6 +19,52 @@ every solver.  Use ``--prior gaussian_fit`` to run the same images on the fitted
 where the exact MAP is known.  Solver names: any registered one (``python -c "import solvers;
 print(solvers.names())"``); consistency-model solvers need a prior with a consistency map (the
 Gaussian priors have one).
+
+Findings (issue 14 item 8; 2-core CPU, OMP_NUM_THREADS=1, seed 0, default config budgets;
+PSNR per image, "residual" = ||H x - y|| / sqrt(m), sigma_y = 0.05):
+
+1. VML-MAP / VML-MAP_pre turn the blue night sky grey and leave a red blob (U-Net, SR x2 and
+   deblurring).  Reproduced on rocket_thumb / rocket_c128a.  Per level, the residual falls to
+   0.048 at sigma = 0.2 and then *rises* over the levels below sigma_y, to 0.152 at sigma = 0.002
+   (SR), while the mean blue channel goes from the truth's -0.29 / -0.23 to -0.47 / -0.45; the
+   gradient norm at the last level is 2e4 and does not fall within the level.  Same images on the
+   fitted Gaussian: the residual stays at 0.033 from sigma = 0.045 down, colours exact, PSNR = the
+   exact MAP's (26.85 / 32.46 vs 26.87 / 32.65).  Cause: below sigma_y the step
+   eta = 1 / (||H||^2 / sy^2 + 1 / (4 s^2)) ~ 4 s^2 gives the data term a weight
+   eta ||H||^2 / sy^2 -> 0, and each step moves x by ~4 J^T (x - D), i.e. follows the network's
+   own estimate at level s; the embedded U-Net is barely trained there (EDM's log-normal
+   training levels put < 1 % of the mass below 0.018; its denoising MSE at sigma = 0.002 is
+   5.8e-6, 1.45x the identity's 4e-6, with a systematic colour shift of ~1e-3 per call on the
+   rocket image).  Not the budget: K = 50 (the paper's) instead of 10 is worse (PSNR 15.0 / 15.1,
+   final residual 0.35).  Not the step rule of the exact problem: the same rule is exact on the
+   Gaussian.  Ending the grid at sigma_min = 0.05 (= sigma_y): SR 25.15 / 31.63 (0.02: 23.5 / 28.4,
+   0.01: 22.0 / 23.8, 0.002: 21.1 / 23.0), deblurring 26.13 / 33.02 (0.002: 22.67 / 24.95),
+   VML-MAP_pre the same to 0.1 dB; SR on all 8 images mean 26.47 vs 23.35 (exact-MAP PSNR on the
+   Gaussian: 26.41).  On the Gaussian the levels below 0.05 add nothing (8-image means: SR 26.36
+   vs 26.35, deblur 24.02 vs 24.06, inpainting 19.16 vs 19.05).  Fix: config/default.yaml ends
+   the VML-MAP grids at 0.05.  Commands:
+     python -m benchmarks.diagnose_map --prior edm_unet --tasks sr_x2,deblur_uniform
+     python -m benchmarks.diagnose_map --prior edm_unet --tasks sr_x2 --params '{"sigma_min": 0.05}'
+     python -m benchmarks.diagnose_map --prior gaussian_fit --tasks sr_x2,deblur_uniform --images ""
+
+2. The old ``map_ga_pgdm`` (MAP-GA(D) with its prior term, lr_scale 0.0016, then 50 PGDM steps)
+   fills the masked half with flat grey noise.  Per level, the residual on the observed half stays
+   at 0.43-0.51 through all 20 MAP-GA levels (sigma_y 0.05): with lambda = 0.0016 (sy^2 + eps^2)
+   the data step is 0.16 % per iteration, so the MAP-GA part never sees the data; its denoiser
+   chain (D of a renoised D) settles near the mean image, and PGDM's 50 steps from sigma = 0.05
+   can fit the observed half but cannot create the missing one: masked-half std 0.07-0.12 against
+   the truth's 0.18-0.59, mean PSNR 17.07.  The same happens on the fitted Gaussian (mean PSNR
+   15.98 against the exact MAP's 19.99), so it is the setting, not the network; moving the prior
+   term's level to sigma_eps = 0.02 changes nothing (masked std 0.07-0.12).  Algorithm 3 as the
+   paper gives it (no prior term, so lr_scale 1 is stable; m = 20), now ``map_ga_d_pgdm``: the
+   residual falls to 0.017 at sigma = 0.05, the masked half gets structure (std 0.15-0.53),
+   mean PSNR 19.52 on the U-Net and 18.76 on the Gaussian; with the exact consistency map
+   (``map_ga_pgdm`` on the Gaussian) 17.09, a posterior-sample-like fill (masked std 0.28-0.48).
+   What stays is the method: with the denoiser in place of the consistency model the MAP-GA
+   chain shrinks prior-only directions towards the mean (tests/test_map_ga.py measures it).
+     python -m benchmarks.diagnose_map --prior edm_unet --tasks inpaint_half --images "" \
+         --solvers map_ga_d_pgdm --params '{"prior_term": true, "pgdm_steps": 50, "lr_scale": 0.0016}'
+     python -m benchmarks.diagnose_map --prior edm_unet --tasks inpaint_half --images "" --solvers map_ga_d_pgdm
 """
 from __future__ import annotations
 

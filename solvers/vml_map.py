@@ -9,7 +9,15 @@ renoise x = x0 + s_{i+1} n'.  The last x0 is returned.
 Step size: eta_i = c / (||H||^2 / sy^2 + 1 / (4 s_i^2)), a bound on the curvature of the loss
 (the prior part of the Hessian peaks at 1/(4 s^2), the data part at ||H||^2 / sy^2), with c the
 per-task constant ``lr_scale``.  A fixed eta proportional to sy^2 diverges (DESIGN.md, measured).
-For a noiseless task sy is floored at ``sigma_y_floor`` inside the loss.
+For a noiseless task sy is floored at ``sigma_y_floor`` inside the loss.  The paper's own
+learning-rate rule is not in the text this project could read (only its opening is stored).
+
+Levels below sigma_y on a learned prior: there eta ~ 4 s^2, the data term's weight
+eta ||H||^2 / sy^2 goes to 0 and each step moves x by ~4 J^T (x - D), so the last levels follow the
+network's own estimate at tiny s.  Exact on an exact prior; on a network that is inaccurate at
+small s (the embedded U-Net below ~0.02) they drift (measured: colours lost, PSNR -3 dB; more
+steps per level make it worse), so a grid can end at ``sigma_min`` = sigma_y
+(benchmarks/diagnose_map.py has the record; config/default.yaml does so).
 
 Why it finds the MAP (Gaussian prior N(mu, S), checked in tests/test_map_solvers.py): with
 d = D(x, s) = mu + J (x - mu), J = S (S + s^2)^-1, one has x - d = s^2 S^-1 (d - mu) and
