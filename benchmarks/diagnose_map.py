@@ -75,7 +75,6 @@ from pathlib import Path
 
 import torch
 
-import operators
 import priors
 import solvers
 from dipbench.paths import ROOT
@@ -116,6 +115,11 @@ def measurement(cfg, prior_name: str, task: str, seed: int, ids):
 def psnr(a, b) -> list:
     mse = ((a.clamp(-1, 1) - b) ** 2).reshape(a.shape[0], -1).mean(1)
     return [round(float(10 * math.log10(4.0 / max(m, 1e-12))), 2) for m in mse]
+
+
+def rel_dist(a, b):
+    b = b.reshape(b.shape[0], -1)
+    return (a.reshape(a.shape[0], -1) - b).norm(dim=1) / b.norm(dim=1)
 
 
 def run_one(name, params, y, op, prior, sy, seed):
@@ -164,9 +168,10 @@ def main(argv=None):
             out, trace = run_one(entry.get("solver", name), params, y, op, prior, sy, args.solver_seed)
             print(f"  -- {name} {params}")
             print_trace(trace)
-            print(f"    PSNR {psnr(out, x)}" + (f", relative distance to the MAP "
-                  f"{[round(float(v), 3) for v in ((out - xm).reshape(len(ids_), -1).norm(dim=1) / xm.reshape(len(ids_), -1).norm(dim=1))]}"
-                  if xm is not None else ""))
+            dist = "" if xm is None else (
+                f", relative distance to the MAP "
+                f"{[round(float(v), 3) for v in rel_dist(out, xm)]}")
+            print(f"    PSNR {psnr(out, x)}{dist}")
             print(f"    mean colour out {[[round(float(c), 2) for c in im.mean((1, 2))] for im in out]}"
                   f" truth {[[round(float(c), 2) for c in im.mean((1, 2))] for im in x]}")
             if task.startswith("inpaint"):

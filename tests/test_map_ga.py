@@ -167,7 +167,7 @@ def test_map_ga_null_space_is_not_converged_at_the_default_budget():
     have lambda-curvature <= 1e-4 / 0.3 per step, so the output stays 0.1-0.2 from the MAP
     (measured 0.11/0.14/0.13/0.18 with the consistency map, 0.08-0.10 with the denoiser, whose J
     shrinks those directions towards mu at every level); asserted < 0.25."""
-    prior, op, x, y, xe = _inpaint_problem()
+    prior, op, _, y, xe = _inpaint_problem()
     for name in ("map_ga", "map_ga_d"):
         xh = _run(name, prior, op, y, 0.01)
         assert float(rel(op(xh), op(xe)).max()) < 0.02, name
@@ -354,3 +354,20 @@ def test_pipeline_attaches_the_consistency_model():
     assert torch.allclose(p.consistency(x, 0.7), gauss.consistency(x, 0.7))
     assert p.consistency_sigma_min == gauss.consistency_sigma_min and p.shape == (2,)
     assert hasattr(p, "map_estimate") and p.to("cpu") is p
+
+
+def test_init_grids():
+    """grid_from: an EDM grid is rebuilt from the init level down with the same number of levels;
+    the VP-uniform grid keeps its own levels below the init level; a level outside the prior's
+    range is an error naming the range."""
+    from dipbench.schedule import edm_sigmas, grid
+    from solvers.pgdm import grid_from
+
+    prior, _ = random_gaussian((4,), seed=0)
+    g = grid_from("edm", 7, prior, 0.002, 80.0, 7.0, 0.5)
+    assert torch.allclose(torch.tensor(g, dtype=torch.float64), edm_sigmas(7, 0.002, 0.5, 7.0))
+    v = grid_from("vp_uniform", 100, prior, 0.002, 80.0, 7.0, 0.5)
+    base = grid("vp_uniform", 100, prior).tolist()
+    assert v[0] == 0.5 and v[1:] == [s for s in base if s < 0.5] and len(v) < len(base)
+    with pytest.raises(ValueError, match="range"):
+        grid_from("edm", 7, prior, 0.002, 80.0, 7.0, 1e3)
