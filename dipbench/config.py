@@ -69,7 +69,61 @@ def dataset_entry(cfg, dataset: str) -> dict:
                                                     "params": dict(prior.get("params", {}) or {})}}
     if d.get("shape") is not None:  # only when given: keeps existing content hashes unchanged
         out["shape"] = [int(v) for v in d["shape"]]
+    if d.get("consistency") is not None:  # likewise: only datasets that name a consistency model
+        cm = d["consistency"] or {}
+        out["consistency"] = {"name": cm.get("name"), "params": dict(cm.get("params", {}) or {})}
     return out
+
+
+def prior_has_consistency(builder) -> bool:
+    """Whether a prior builder makes objects with their own ``consistency`` map (the exact
+    Gaussian priors), read from the class it returns (its return annotation), never by building."""
+    import typing
+
+    if isinstance(builder, type):
+        return callable(getattr(builder, "consistency", None))
+    try:
+        ret = typing.get_type_hints(builder).get("return")
+    except Exception:  # noqa: BLE001 - unresolvable annotation: unknown, so no
+        return False
+    return isinstance(ret, type) and callable(getattr(ret, "consistency", None))
+
+
+def _consistency_errors(cfg, solvers_mod, priors_mod) -> list[str]:
+    """A solver that needs a consistency map (class attribute ``needs_consistency``) on a dataset
+    whose prior has none and that names no `consistency` model: one error per pair, naming both keys."""
+    from .registry import UnknownName
+
+    errors = []
+    need = []
+    for name, e in solver_entries(cfg).items():
+        try:
+            cls = solvers_mod.SOLVERS.get(e["solver"])
+        except UnknownName:
+            continue
+        if getattr(cls, "needs_consistency", False):
+            need.append((name, e["solver"]))
+    for ds in cfg.get("datasets", {}) or {}:
+        de = dataset_entry(cfg, ds)
+        cm = de.get("consistency")
+        if cm is not None:
+            if cm["name"] is None:
+                errors.append(f"datasets.{ds}.consistency.name: missing; choices: {', '.join(priors_mod.names())}")
+            elif cm["name"] not in priors_mod.PRIORS:
+                errors.append(f"datasets.{ds}.consistency.name: unknown prior '{cm['name']}'; "
+                              f"choices: {', '.join(priors_mod.names())}")
+            continue
+        pname = de["prior"]["name"]
+        if pname is None or pname not in priors_mod.PRIORS or not need:
+            continue
+        if prior_has_consistency(priors_mod.PRIORS.get(pname)):
+            continue
+        for sname, reg in need:
+            errors.append(f"solvers.{sname} x datasets.{ds}: solver '{reg}' needs a consistency model, "
+                          f"but datasets.{ds}.prior '{pname}' has none; add "
+                          f"`datasets.{ds}.consistency: {{name: ...}}` (e.g. cm_imagenet64) or use the "
+                          f"denoiser variant ({reg.replace('map_ga', 'map_ga_d', 1)})")
+    return errors
 
 
 def accepts(fn, name: str) -> bool:
@@ -185,6 +239,7 @@ def check_names(cfg) -> None:
                               f"provides only {', '.join(sorted(op.provides))}")
     for m in cfg.get("metrics", []):
         lookup(metrics.METRICS.get, "metrics", m)
+    errors += _consistency_errors(cfg, solvers, priors)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(errors)))
 

@@ -37,6 +37,23 @@ class InputError(RuntimeError):
 
 
 def build_prior(cfg, dataset: str):
+    """The dataset's prior (``_build_denoiser``); with ``datasets.<d>.consistency`` the consistency
+    model is built from that entry the same way and attached (priors/with_consistency.py): the
+    result is the denoiser with a ``consistency`` map and ``consistency_sigma_min``."""
+    den = _build_denoiser(cfg, dataset)
+    cm = C.dataset_entry(cfg, dataset).get("consistency")
+    if cm is None:
+        return den
+    from priors.with_consistency import WithConsistency
+
+    try:   # the same loader path (and failure messages) as the denoiser's, keyed to the cm entry
+        model = _build_denoiser({"datasets": {dataset: {"prior": cm}}}, dataset)
+    except InputError as e:
+        raise InputError(str(e).replace(f"datasets.{dataset}.prior", f"datasets.{dataset}.consistency", 1)) from e
+    return WithConsistency(den, model)
+
+
+def _build_denoiser(cfg, dataset: str):
     """The dataset's prior; a checkpoint that is present but unreadable is named with the fix."""
     import priors
 
