@@ -35,6 +35,18 @@ class WithConsistency:
             raise AttributeError(name)
         return getattr(self.denoiser, name)
 
+    @property
+    def class_label(self):
+        """True when either network takes each image's class (the pipeline then requires labels)."""
+        labs = [getattr(m, "class_label", None) for m in (self.denoiser, self.cm)]
+        return True if True in labs else labs[0]
+
+    def set_labels(self, labels) -> None:
+        """Hand a batch's class labels to both networks (either may be class-conditional)."""
+        for m in (self.denoiser, self.cm):
+            if hasattr(m, "set_labels"):
+                m.set_labels(labels)
+
     def to(self, device) -> "WithConsistency":
         for m in (self.denoiser, self.cm):
             if hasattr(m, "to"):

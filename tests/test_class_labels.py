@@ -121,3 +121,34 @@ def _strip_labels(tmp_path):
     np.savez(dst / "measurement.npz", **z)
     (dst / "meta.json").write_text((src / "meta.json").read_text())
     return dst
+
+
+def test_labels_reach_both_networks_of_a_prior_with_a_consistency_model():
+    """MAP-GA's ImageNet-64 prior is a denoiser plus a consistency model: both are
+    class-conditional, so each batch's labels must reach both (and one of them needing labels is
+    enough for the pipeline to require them)."""
+    from dipbench.pipeline import InputError, hand_labels, require_labels
+    from priors.with_consistency import WithConsistency
+
+    class Net:
+        shape = (3, 4, 4)
+        consistency_sigma_min = 0.002
+
+        def __init__(self, class_label):
+            self.class_label, self.got = class_label, None
+
+        def __call__(self, x, sigma):
+            return x
+
+        consistency = __call__
+
+        def set_labels(self, labels):
+            self.got = labels
+
+    den, cm = Net(None), Net(True)
+    both = WithConsistency(den, cm)
+    hand_labels([3, 7], both)
+    assert den.got == [3, 7] and cm.got == [3, 7]
+    assert both.class_label is True
+    with pytest.raises(InputError, match="class_label"):
+        require_labels(None, "imagenet64", both)
