@@ -71,6 +71,14 @@ def build_report(cfg, leaderboard_csv, out_dir) -> list[Path]:
         lines += ["", "Skipped specs (nothing of theirs in this leaderboard):", ""]
         lines += [f"- `{sid}` ({paper}): {why}" for sid, paper, why in skipped]
 
+    from .reported import render as render_reported
+
+    rep, rep_index = render_reported(specs, df, out_dir)
+    lines += ["", "## Reproduction (the papers' numbers beside ours)", "",
+              f"- [Reproduction report: reported vs measured, cells within tolerance]({rep_index})"]
+    lines += [f"- [{title}]({path})" for title, path in rep]
+    written += [out_dir / rep_index] + [out_dir / path for _, path in rep]
+
     figs = all_figures(df, out_dir, n_images=int((cfg.get("report") or {}).get("grid_images", 4)))
     lines += ["", "## Figures", ""]
     for cap, p in figs:
