@@ -22,7 +22,7 @@ def dataset_table(df: pd.DataFrame, metric_names, digits: int = 3):
     """Rows: solvers; columns: (task, metric) with arrows for the better direction."""
     parts, notes = [], []
     for m in metric_names:
-        if m not in df or df[m].isna().all() and not df.get("unavailable", pd.Series(dtype=str)).fillna("").str.contains(m).any():
+        if m not in df or df[m].isna().all() and not df.get("unavailable", pd.Series(dtype=str)).fillna("").astype(str).str.contains(m).any():
             continue
         shown, _, n = build_table(df, m, metric_direction(m), digits=digits)
         arrow = "↑" if metric_direction(m) else "↓"

@@ -54,7 +54,7 @@ def build_table(df: pd.DataFrame, metric: str, higher_is_better: bool, rows: str
                 notes.add(f"{DIVERGED} some images diverged (non-finite output); the mean is over the rest.")
             if isinstance(m, float) and math.isnan(m):
                 unavail = df[(df[rows] == r) & (df[cols] == c)].get("unavailable")
-                if unavail is not None and unavail.fillna("").str.contains(metric).any():
+                if unavail is not None and unavail.fillna("").astype(str).str.contains(metric).any():
                     txt = "–" + UNAVAILABLE
                     notes.add(f"{UNAVAILABLE} metric unavailable here (see the leaderboard's 'unavailable' column "
                               f"for the reason and the prefetch command).")
