@@ -101,11 +101,17 @@ def _column_frame(sub: pd.DataFrame, label: str, task: str) -> pd.DataFrame:
            and pd.api.types.is_numeric_dtype(sub[c])]
     keys = [c for c in ("dataset", "solver", "seed") if c in sub]
     part = sub.groupby(keys, as_index=False, sort=False)[num].mean() if len(sub) else sub.iloc[0:0].copy()
+    def merged(c, v):
+        if c == "status":
+            return "diverged" if (v == "diverged").any() else "ok"
+        texts = [str(x) if isinstance(x, str) else "" for x in v]
+        joined = "; ".join(sorted({t for t in texts if t}))
+        return f"on some of the tasks: {joined}" if joined and "" in texts and c == "oracle" else joined
+
     for c in ("status", "unavailable", "oracle"):
         if c in sub:
-            part = part.merge(sub.groupby(keys, as_index=False, sort=False)[c].agg(
-                lambda v: "diverged" if c == "status" and (v == "diverged").any() else
-                "; ".join(sorted({str(x) for x in v if isinstance(x, str) and x}))), on=keys, how="left")
+            part = part.merge(sub.groupby(keys, as_index=False, sort=False)[c].agg(lambda v, c=c: merged(c, v)),
+                              on=keys, how="left")
     part["task"] = label
     return part
 
@@ -162,7 +168,14 @@ def protocol_notes(frame: pd.DataFrame, rows) -> list[str]:
         return notes
 
     def who(mask):
-        return ", ".join(dict.fromkeys(label_of[s] for s in sub.loc[mask, "solver"].astype(str)))
+        """Row labels, each with the columns it applies to when that is not every column of the row."""
+        out = []
+        for s in dict.fromkeys(sub.loc[mask, "solver"].astype(str)):
+            mine = sub["solver"].astype(str) == s
+            cols = list(dict.fromkeys(sub.loc[mine & mask, "task"].astype(str)))
+            every = list(dict.fromkeys(sub.loc[mine, "task"].astype(str)))
+            out.append(label_of[s] + ("" if len(cols) == len(every) else f" ({', '.join(cols)})"))
+        return ", ".join(out)
 
     if "sigma_y_solver" in sub and "sigma_y" in sub:
         told = pd.to_numeric(sub["sigma_y_solver"], errors="coerce")

@@ -254,7 +254,14 @@ def _tex(s: str) -> str:
                  (DIVERGED, r"$^\dagger$"), (UNAVAILABLE, r"$^\ddagger$"), (NOT_RUN, r"$^\S$"),
                  (NOT_COMPUTED, r"$^\P$"), ("~", r"\textasciitilde{}")):
         s = s.replace(a, b)
+    for a, b in UNICODE_TEX.items():  # the papers' labels (ΠGDM, σ_y, SR ×4, x₀.₅) for pdflatex
+        s = s.replace(a, b)
     return s
+
+
+UNICODE_TEX = {"σ": r"$\sigma$", "Π": r"$\Pi$", "η": r"$\eta$", "×": r"$\times$", "·": r"$\cdot$",
+               "∈": r"$\in$", "⁺": r"$^{+}$", "−": "-", "←": r"$\leftarrow$", "₀": r"$_{0}$",
+               "₅": r"$_{5}$", "≤": r"$\leq$", "≥": r"$\geq$", "°": r"$^{\circ}$"}
 
 
 def grid_latex(grid: Grid, label: str) -> str:
