@@ -220,7 +220,12 @@ def render_grid_spec(spec, df, out_dir):
             notes = protocol_notes(frame, rows)
             head = lay.get("title", spec.get("title", spec["id"]))
             title = f"{head} — {d} (mean ± std over {seeds} seed(s))"
-            caption = _caption(spec, " ".join(b for b in (lay.get("what", ""), dropped, sweep_note, *notes) if b))
+            extra = " ".join(b for b in (lay.get("what", ""), dropped, sweep_note, *notes) if b)
+            if lay.get("title"):  # an analogue (e.g. the embedded data): say what it mirrors, not the paper's setup
+                caption = " ".join(b for b in (f"Mirrors {spec.get('paper', spec['id'])} "
+                                               f"({spec.get('title', '')}).", extra) if b)
+            else:
+                caption = _caption(spec, extra)
             grid = build_grid(frame, rows, cols, lay.get("metrics", spec.get("metrics", ["psnr"])), title=title,
                               caption=caption, formats=spec.get("formats"),
                               better=spec.get("better"), spread=spec.get("spread", "std"))
