@@ -129,7 +129,8 @@ def load_images(cfg, dataset: str):
 
     e = C.dataset_entry(cfg, dataset)
     ds = data.build(e["images"], **e["params"])
-    ids = ds.subset(e["n_images"])
+    ids = random_subset(ds.ids, e["n_images"], e["subset_seed"], dataset, e["images"]) if e.get("subset_seed") is not None \
+        else ds.subset(e["n_images"])
     try:
         return ids, ds.load(ids)
     except FileNotFoundError:
@@ -163,6 +164,18 @@ def dataset_labels(cfg, dataset: str, ids):
         return None  # no labels source: a prior that needs labels says so when it is called
 
 
+def random_subset(ids, n, seed: int, dataset: str, images: str) -> list[str]:
+    """``n`` ids drawn without replacement by a generator seeded from (images, 'subset', seed), kept in
+    their dataset order (the MGPS paper's "50 randomly selected" images: which ones it drew is not
+    published, so the draw is ours, recorded by its seed)."""
+    ids = list(ids)
+    n = len(ids) if n is None else int(n)
+    if n > len(ids):
+        raise ValueError(f"datasets.{dataset}: {n} images requested, the dataset has {len(ids)}")
+    pick = torch.randperm(len(ids), generator=generator(images, "subset", seed))[:n]
+    return [ids[i] for i in sorted(pick.tolist())]
+
+
 def operator_for(meta: dict):
     import operators
 
@@ -175,6 +188,8 @@ def load_measurement(meas_dir):
     z = np.load(meas_dir / "measurement.npz")
     out = {k: torch.from_numpy(z[k]) for k in ("x", "y") }
     out["x_map"] = torch.from_numpy(z["x_map"]) if "x_map" in z.files else None
+    prefix = C.oracle_key(0).rsplit("_", 1)[0] + "_"
+    out["oracle"] = {float(k[len(prefix):]): torch.from_numpy(z[k]) for k in z.files if k.startswith(prefix)}
     out["ids"] = [str(i) for i in z["ids"]]
     out["labels"] = torch.from_numpy(z["labels"]) if "labels" in z.files else None
     return meta, out
@@ -212,6 +227,8 @@ def measure(cfg, dataset: str, task: str, seed: int, out_dir) -> None:
     labels = dataset_labels(cfg, dataset, ids)
     if labels is not None:
         arrays["labels"] = labels
+    oracle = oracle_inits(x, dataset, task, seed, C.oracle_sigmas(cfg))
+    arrays.update({C.oracle_key(s_): v.numpy() for s_, v in oracle.items()})
     prior = build_prior(cfg, dataset)
     require_labels(labels, dataset, prior)
     if getattr(prior, "exact", False) and hasattr(prior, "map_estimate"):
@@ -220,8 +237,22 @@ def measure(cfg, dataset: str, task: str, seed: int, out_dir) -> None:
                 sigma_y=te["sigma_y"], x_shape=list(x.shape[1:]), y_shape=list(op.y_shape),
                 provides=sorted(op.provides), n_images=len(ids), exact_map="x_map" in arrays,
                 task_entry=te, dataset_entry=C.dataset_entry(cfg, dataset), created=now())
+    if oracle:  # ground-truth initialisations (oracle, see dipbench/config.py): recorded as such
+        meta["oracle_init"] = dict(sigmas=sorted(oracle), key=C.oracle_key(0).rsplit("_", 1)[0] + "_<sigma>",
+                                   rule="x_sigma = x0 + sigma * eta, eta from generator(dataset, task, seed, "
+                                        "'oracle_init', sigma)")
     write_npz(out_dir / "measurement.npz", **arrays)
     write_json(out_dir / "meta.json", meta)
+
+
+def oracle_inits(x: torch.Tensor, dataset: str, task: str, seed: int, sigmas) -> dict:
+    """{sigma: x0 + sigma * eta} for each requested sigma, eta from a generator seeded by (dataset,
+    task, seed, 'oracle_init', sigma): the same draw for every solver that asks for that sigma."""
+    out = {}
+    for s_ in sigmas:
+        g = generator(dataset, task, seed, "oracle_init", f"{float(s_):g}")
+        out[float(s_)] = x + float(s_) * torch.randn(x.shape, generator=g)
+    return out
 
 
 # ---------------------------------------------------------------------------- solve
@@ -303,7 +334,7 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
     C.import_plugins(cfg)
     run_dir = Path(run_dir)
     device = resolve_device(cfg)
-    entry = C.solver_entries(cfg)[solver]
+    entry = C.solver_entry(cfg, solver, task)  # params with this task's per_task overrides
     meta, m = load_measurement(meas_dir)
     started, t_start = now(), time.perf_counter()
     op = operator_for(meta).to(device)
@@ -312,13 +343,25 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
     load_s = time.perf_counter() - t_start  # operator + prior (checkpoint loading)
     batch = int(cfg.get("batch_size", 16))
     n = len(m["ids"])
+    # the sigma_y the solver is told: the entry's override, else the measurement's (recorded both ways)
+    told = float(entry["sigma_y"]) if entry.get("sigma_y") is not None else float(meta["sigma_y"])
+    runs = int(entry["best_of"]["k"]) if entry.get("best_of") else 1
+    init_sigma = float(entry["oracle_init"]["sigma"]) if entry.get("oracle_init") else None
+    if init_sigma is not None and init_sigma not in m["oracle"]:
+        raise InputError(f"{meas_dir}: the measurement has no x_sigma for sigma = {init_sigma:g} (oracle_init of "
+                         f"solvers.{entry.get('sweep_of') or solver}); it was made before that entry was added: "
+                         f"re-run the measure step (snakemake -R measure)")
     common = dict(dataset=dataset, task=task, solver=solver, solver_registry=entry["solver"], seed=seed,
                   sweep_of=entry.get("sweep_of"), n_images=n, batch_size=batch, device_kind=device,
-                  measurement=str(meas_dir),
+                  measurement=str(meas_dir), sigma_y=float(meta["sigma_y"]), sigma_y_solver=told,
+                  oracle=C.oracle_notes(entry),
                   config_hash=config_hash(dict(solver=entry, task=meta["task_entry"],
                                                dataset=meta["dataset_entry"], batch_size=batch, seed=seed)))
+    for key in ("project", "best_of", "oracle_init"):
+        if entry.get(key):
+            common[key] = entry[key]
     recon = torch.full_like(m["x"], float("nan"))
-    status, reasons = [], {}
+    status, reasons, picked = [], {}, {}
     nfe = vjp = 0
     solve_s = 0.0
     if device.startswith("cuda"):
@@ -331,14 +374,30 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
             sl = slice(start, min(start + batch, n))
             y = m["y"][sl].to(device)
             hand_labels(None if m["labels"] is None else m["labels"][sl], prior)
+            kw = {} if init_sigma is None else {"init": (m["oracle"][init_sigma][sl].to(device), init_sigma)}
             den = solvers.CountingDenoiser(prior)
-            g = generator(dataset, task, solver, seed, f"batch{start}", device=device)
+            cands = []
             t0 = time.perf_counter()
-            out = alg.solve(y, op, den, meta["sigma_y"], g)
+            for j in range(runs):  # best_of: k runs from their own seeded streams (run 0 = the plain one)
+                g = generator(dataset, task, solver, seed, f"batch{start}", *([f"run{j}"] if j else []),
+                              device=device)
+                out = alg.solve(y, op, den, told, g, **kw)
+                if entry.get("project"):
+                    from .projection import project
+
+                    out = project(out.detach(), y, op)
+                cands.append(out.detach())
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             solve_s += time.perf_counter() - t0
-            out = out.detach().float().cpu()
+            cands = [c.float().cpu() for c in cands]
+            if runs > 1:  # the oracle selection is bookkeeping, not solving: outside the timer
+                out, choice = best_of_runs(cands, m["x"][sl], entry["best_of"].get("by", "psnr"),
+                                           dict(y=m["y"][sl], x_map=None, sigma_y=meta["sigma_y"], meta=meta,
+                                                run={}, cfg=cfg, ids=m["ids"][sl]))
+                picked.update(zip(m["ids"][sl], choice))
+            else:
+                out = cands[0]
             recon[sl] = out
             nfe += den.nfe * (sl.stop - sl.start)
             vjp += den.vjp * (sl.stop - sl.start)
@@ -348,6 +407,8 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
                     reasons[i] = why
             log(f"[{dataset}/{task}/{solver}/seed{seed}] {sl.stop}/{n} images, "
                 f"{solve_s:.1f}s solving, {den.nfe} NFE/{den.vjp} VJP per image")
+        if picked:
+            common["best_of_choice"] = picked
     except (torch.cuda.OutOfMemoryError, MemoryError):
         raise  # the machine's limit, not the method's: fail the job so Snakemake retries it
     except Exception as e:  # noqa: BLE001 - the solver's own failure is a result, recorded below
@@ -368,6 +429,27 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
     write_json(run_dir / "run.json", info)  # last: run.json present <=> the run is complete
     _mark_resolved(run_dir)
     return info
+
+
+def best_of_runs(cands, truth, by: str, ctx) -> tuple:
+    """Per image, the candidate with the best ``by`` score against the ground truth ``truth`` (the
+    ``best_of`` oracle); non-finite candidates rank last.  Returns (images, chosen run index per image)."""
+    import metrics
+
+    met = metrics.build(by)
+    hib = bool(met.higher_is_better)
+    worst = -math.inf if hib else math.inf
+    scores = []
+    for c in cands:
+        ok = torch.isfinite(c.reshape(len(c), -1)).all(1)
+        v = np.asarray(met.per_image(torch.nan_to_num(c, 0.0, 0.0, 0.0).clamp(-1e3, 1e3), truth, ctx),
+                       dtype=np.float64)
+        v = np.where(ok.numpy() & np.isfinite(v), v, worst)
+        scores.append(v)
+    scores = np.stack(scores)                     # (k, B)
+    choice = (scores.argmax(0) if hib else scores.argmin(0)).tolist()
+    out = torch.stack([cands[j][i] for i, j in enumerate(choice)])
+    return out, [int(j) for j in choice]
 
 
 def _write_recon(run_dir, recon, ids) -> None:
@@ -395,7 +477,7 @@ def solve_or_record(cfg, dataset, task, solver, seed, meas_dir, run_dir, log=pri
         mem, mem_kind = peak_memory_mb(p["device"])
         n = len(p["ids"])
         info = {k: v for k, v in p.items() if k not in ("recon", "ids", "t_start", "device")}
-        info.setdefault("params", C.solver_entries(cfg)[solver]["params"])
+        info.setdefault("params", C.solver_entry(cfg, solver, task)["params"])
         info.update(status="failed", reason=reason, traceback=f.tb,
                     images={i: "failed" for i in p["ids"]}, reasons={i: reason for i in p["ids"]},
                     wall_s=time.perf_counter() - p["t_start"], wall_per_image_s=None,
@@ -490,6 +572,10 @@ def aggregate(cfg, run_dirs, out_csv, log=print):
         for name in metric_names:
             row[name] = float(sc[name].mean()) if name in sc and sc[name].notna().any() else math.nan
         row["unavailable"] = "; ".join(f"{k}: {v}" for k, v in extra.get("unavailable", {}).items())
+        # what the table footnotes need: the sigma_y the solver was told (when it differs from the
+        # measurement's), the projection post-step and the oracle options (dipbench/config.py)
+        row.update(sigma_y=run.get("sigma_y"), sigma_y_solver=run.get("sigma_y_solver"),
+                   project=bool(run.get("project", False)), oracle="; ".join(run.get("oracle") or []))
         row.update(wall_per_image_s=run["wall_per_image_s"], nfe_per_image=run["nfe_per_image"],
                    vjp_per_image=run["vjp_per_image"], peak_memory_mb=run["peak_memory_mb"],
                    memory_kind=run["memory_kind"], device=run["device"], config_hash=run["config_hash"],

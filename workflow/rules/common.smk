@@ -9,8 +9,8 @@ LOGS = RES + "/logs"
 
 
 def all_runs():
-    return [RUN.format(dataset=d, task=t, solver=s, seed=k)
-            for d in DATASETS for t in TASKS for s in SOLVERS for k in SEEDS]
+    # every dataset x task x solver x seed, minus the tasks a solver entry's `tasks:` leaves out
+    return [RUN.format(dataset=d, task=t, solver=s, seed=k) for d, t, s, k in C.planned_runs(config)]
 
 
 # ---------------------------------------------------------------- resources (per job, per attempt)

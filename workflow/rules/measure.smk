@@ -5,7 +5,7 @@ rule measure:
         npz=MEAS + "/measurement.npz",
         meta=MEAS + "/meta.json",
     params:
-        spec=lambda w: dict(dataset=C.dataset_entry(config, w.dataset), task=C.task_entry(config, w.task)),
+        spec=lambda w: C.measure_spec(config, w.dataset, w.task),  # + oracle_init sigmas when asked for
     log:
         LOGS + "/measure/{dataset}/{task}/seed{seed}.log",
     group:
