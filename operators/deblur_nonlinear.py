@@ -173,17 +173,30 @@ def kernel_code(shape, nf: int, seed: int, scale: float = 1.2) -> torch.Tensor:
 
 
 class NonlinearBlur(Operator):
-    """y = clamp(2 KernelWizard.adaptKernel((x + 1) / 2, k) - 1, -1, 1), one fixed code k."""
+    """y = clamp(2 KernelWizard.adaptKernel((x + 1) / 2, k) - 1, -1, 1), one fixed code k.
+
+    ``net`` is a KernelWizard or a zero-argument loader returning one: the weights are read at the
+    first forward pass, so a config can be validated (and a grid planned) before they are fetched;
+    the first forward then fails naming the file and the prefetch command."""
     provides = frozenset({"forward"})
 
-    def __init__(self, shape, net: KernelWizard, seed: int = 0, kernel_scale: float = 1.2):
+    def __init__(self, shape, net, seed: int = 0, kernel_scale: float = 1.2, nf: int | None = None):
         shape = tuple(int(s) for s in shape)
         if len(shape) != 3 or shape[1] % 128 or shape[2] % 128:
             raise OperatorShapeError(f"deblur_nonlinear: images must be (C, H, W) with H and W multiples "
                                      f"of 128 (the kernel code lives at H/128 x W/128); got {shape}")
         super().__init__(shape, shape)
-        self.net = net
-        self.kernel = kernel_code(shape, net.nf, seed, kernel_scale)
+        self._net, self._device = net, None
+        nf = net.nf if isinstance(net, nn.Module) else int(nf)
+        self.kernel = kernel_code(shape, nf, seed, kernel_scale)
+
+    @property
+    def net(self) -> KernelWizard:
+        if not isinstance(self._net, nn.Module):
+            self._net = self._net()
+            if self._device is not None:
+                self._net.to(self._device)
+        return self._net
 
     def forward(self, x):
         k = self.kernel.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1, -1, -1)
@@ -192,7 +205,9 @@ class NonlinearBlur(Operator):
 
     def to(self, device):
         super().to(device)
-        self.net.to(device)
+        self._device = device
+        if isinstance(self._net, nn.Module):
+            self._net.to(device)
         return self
 
 
@@ -204,8 +219,14 @@ def deblur_nonlinear(shape, seed: int = 0, path: str | None = None, kernel_scale
     if unknown:
         raise TypeError(f"deblur_nonlinear: unknown parameter(s) {sorted(unknown)}; architecture "
                         f"entries are {', '.join(CONFIG)}")
-    if path is None:
-        from dipbench.prefetch import require_checkpoint
+    config = dict(CONFIG, **arch)
 
-        path = require_checkpoint(CHECKPOINT)
-    return NonlinearBlur(shape, load_kernel_wizard(path, dict(CONFIG, **arch)), seed, kernel_scale)
+    def load():
+        p = path
+        if p is None:
+            from dipbench.prefetch import require_checkpoint
+
+            p = require_checkpoint(CHECKPOINT)
+        return load_kernel_wizard(p, config)
+
+    return NonlinearBlur(shape, load, seed, kernel_scale, nf=config["nf"])
