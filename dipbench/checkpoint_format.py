@@ -19,6 +19,23 @@ class RefusedGlobal(CheckpointFormatError, pickle.UnpicklingError):
     """A pickle that names a global outside a loader's allow-list (never resolved, never run)."""
 
 
+class CheckpointReadError(pickle.UnpicklingError):
+    """The file could not be unpickled at all (truncated, garbled, not a checkpoint)."""
+
+
+def read_checkpoint(load, path, *args, **kwargs):
+    """``load(path, *args, **kwargs)`` (torch.load or a restricted unpickler) with every failure
+    to decode the bytes reported as ``CheckpointReadError``: a garbled pickle can make the
+    unpickler raise almost anything (IndexError, KeyError, ValueError, ...).  A missing file and a
+    ``CheckpointFormatError`` (a refused global, an unexpected record) pass through unchanged."""
+    try:
+        return load(path, *args, **kwargs)
+    except (FileNotFoundError, CheckpointFormatError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any decoding failure of the bytes is a read failure
+        raise CheckpointReadError(f"{path}: {type(e).__name__}: {e}") from e
+
+
 def _short(keys, n: int = 12) -> str:
     keys = list(keys)
     head = ", ".join(map(str, keys[:n]))

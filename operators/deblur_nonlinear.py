@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dipbench.checkpoint_format import CheckpointFormatError, load_state_dict_checked
+from dipbench.checkpoint_format import CheckpointFormatError, load_state_dict_checked, read_checkpoint
 
 from .base import Operator, OperatorShapeError
 from .registry import register
@@ -155,7 +155,7 @@ class KernelWizard(nn.Module):
 
 def load_kernel_wizard(path, config=CONFIG) -> KernelWizard:
     net = KernelWizard(**config)
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    state = read_checkpoint(torch.load, Path(path), map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise CheckpointFormatError(f"bkse checkpoint {Path(path).name}: expected a state dict "
                                     f"(torch.save(network.state_dict())); got {type(state).__name__}")

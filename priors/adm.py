@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dipbench.checkpoint_format import CheckpointFormatError, load_state_dict_checked
+from dipbench.checkpoint_format import CheckpointFormatError, load_state_dict_checked, read_checkpoint
 
 from .base import Denoiser, sigma_column
 from .registry import register
@@ -295,7 +295,7 @@ def build_adm(config: str, path=None, **overrides) -> VPEpsDenoiser:
     cfg.update(overrides)
     net = ADMUNet(**cfg)
     if path is not None:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        state = read_checkpoint(torch.load, Path(path), map_location="cpu", weights_only=True)
         if not isinstance(state, dict):
             raise CheckpointFormatError(f"ADM checkpoint {Path(path).name}: expected a state dict "
                                         f"(torch.save(model.state_dict())); got {type(state).__name__}")

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from dipbench.checkpoint_format import CheckpointFormatError, load_state_dict_checked
+from dipbench.checkpoint_format import CheckpointFormatError, load_state_dict_checked, read_checkpoint
 
 from .adm import ADMUNet
 from .base import Denoiser, sigma_column
@@ -106,7 +106,7 @@ def build_consistency(path=None, config=CONFIG_IMAGENET64, class_label=True, cli
                       what: str = "consistency model") -> ConsistencyPrior:
     net = ADMUNet(**config)
     if path is not None:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        state = read_checkpoint(torch.load, Path(path), map_location="cpu", weights_only=True)
         if not isinstance(state, dict):
             raise CheckpointFormatError(f"{what} {Path(path).name}: expected a state dict "
                                         f"(th.save(model.state_dict())); got {type(state).__name__}")

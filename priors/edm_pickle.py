@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dipbench.checkpoint_format import (CheckpointFormatError, RefusedGlobal, describe_keys,
+from dipbench.checkpoint_format import (read_checkpoint, CheckpointFormatError, RefusedGlobal, describe_keys,
                                         load_state_dict_checked)
 
 from .base import Denoiser, sigma_column
@@ -391,7 +391,7 @@ class ReleaseUnpickler(pickle.Unpickler):
 def load_release(path) -> dict:
     """Unpickle a release file into plain data (records, dicts, tensors) without running code."""
     with open(path, "rb") as f:
-        return ReleaseUnpickler(f).load()
+        return read_checkpoint(lambda fh: ReleaseUnpickler(fh).load(), f)
 
 
 def _state_of(rec, where: str) -> dict:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from dipbench.checkpoint_format import CheckpointFormatError, RefusedGlobal
+from dipbench.checkpoint_format import CheckpointFormatError, RefusedGlobal, read_checkpoint
 
 LIGHTNING_PACKAGES = ("pytorch_lightning", "lightning", "lightning_fabric", "omegaconf")
 
@@ -134,7 +134,8 @@ restricted_pickle = types.SimpleNamespace(
 
 def read_lightning_checkpoint(path) -> dict:
     """The checkpoint as plain data (dicts, tensors, inert stand-ins); never runs its code."""
-    obj = torch.load(Path(path), map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
+    obj = read_checkpoint(torch.load, Path(path), map_location="cpu", weights_only=False,
+                          pickle_module=restricted_pickle)
     if not isinstance(obj, dict):
         raise CheckpointFormatError(f"{path}: expected a dict (a Lightning checkpoint or a state dict); "
                                     f"got {type(obj).__name__}")

@@ -404,10 +404,19 @@ def test_missing_and_corrupt_checkpoint_fail_naming_the_file(tmp_path, monkeypat
     assert "ffhq_10m.pt" in str(e.value) and "prefetch" in str(e.value)
     ck = tmp_path / "checkpoints" / "ffhq_10m.pt"
     ck.parent.mkdir(parents=True)
-    ck.write_bytes(os.urandom(2048))                  # a truncated/garbled download
-    with pytest.raises(P.InputError) as e:
+    # garbled downloads: random bytes make the unpickler fail in many ways (UnpicklingError,
+    # IndexError "pop from empty list", KeyError, ...); each is reported as a read failure
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        ck.write_bytes(rng.integers(0, 256, 2048, dtype=np.uint8).tobytes())
+        with pytest.raises(P.InputError) as e:
+            P.build_prior(cfg, "ffhq")
+        assert str(ck) in str(e.value) and "prefetch" in str(e.value)
+    import pickle
+    real = pickle.dumps({"a": 1}, protocol=2)             # a truncated pickle
+    ck.write_bytes(real[: len(real) // 2])
+    with pytest.raises(P.InputError):
         P.build_prior(cfg, "ffhq")
-    assert str(ck) in str(e.value) and "prefetch" in str(e.value)
 
 
 # ---------------------------------------------------------------------------------- determinism
