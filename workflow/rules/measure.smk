@@ -9,7 +9,7 @@ rule measure:
     log:
         LOGS + "/measure/{dataset}/{task}/seed{seed}.log",
     group:
-        "measure"
+        cluster_group("measure")
     threads: 1
     resources:
         mem_mb=cpu_resource("measure", "mem_mb", mem_mb=4000, runtime=20),

@@ -13,7 +13,7 @@ rule score:
     log:
         LOGS + "/score/{dataset}/{task}/{solver}/seed{seed}.log",
     group:
-        "score"
+        cluster_group("score")
     threads: 1
     resources:
         mem_mb=cpu_resource("score", "mem_mb", mem_mb=4000, runtime=20),
