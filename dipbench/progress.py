@@ -31,6 +31,14 @@ class Stopped(BaseException):
     own error handling must not record it as a failed run)."""
 
 
+class Interrupted(KeyboardInterrupt, Stopped):
+    """The same after Ctrl-C: Snakemake is already terminating and drops it silently (no
+    traceback per running job)."""
+
+
+_stop_exc: type = Stopped
+
+
 class _Job:
     def __init__(self, label, log):
         self.label, self.log = label, log
@@ -80,13 +88,15 @@ class job:
 def on_network_call(den) -> None:
     """Called by solvers.CountingDenoiser on every forward call (cheap: a counter and a flag)."""
     if _stop.is_set():
-        raise Stopped("stopped on request (Ctrl-C / SIGTERM); the job's outputs are removed and re-made next run")
+        raise _stop_exc("stopped on request (Ctrl-C / SIGTERM); the job's outputs are removed and re-made next run")
     j = getattr(_local, "job", None)
     if j is not None:
         j.calls += 1
 
 
-def request_stop() -> None:
+def request_stop(exc: type = Stopped) -> None:
+    global _stop_exc
+    _stop_exc = exc
     _stop.set()
 
 
@@ -112,7 +122,7 @@ def install_signal_handlers(unlock=None) -> None:
                     unlock()
             finally:
                 os._exit(130)
-        request_stop()
+        request_stop(Interrupted)
         print("\ndipbench: stopping -- running jobs stop at their next network call "
               "(Ctrl-C again: exit at once)", file=sys.stderr, flush=True)
         raise KeyboardInterrupt

@@ -121,3 +121,40 @@ def test_machine_memory_budget_is_a_fraction_of_this_machine():
 
     mb = jobs.machine_mem_mb()
     assert 0 < mb <= psutil.virtual_memory().total / 1e6 * 0.85 + 1
+
+
+STOP_SCRIPT = r"""
+import sys, threading, time
+from dipbench import progress
+progress.install_signal_handlers(unlock=lambda: print("UNLOCKED", flush=True))
+caught = []
+def job():
+    try:
+        while True:
+            progress.on_network_call(None)
+            time.sleep(0.01)
+    except BaseException as e:
+        caught.append(type(e).__name__)
+t = threading.Thread(target=job); t.start()
+print("READY", flush=True)
+try:
+    time.sleep(30)
+except KeyboardInterrupt:
+    t.join(5)
+    print("MAIN KeyboardInterrupt; job ended with", caught, flush=True)
+    time.sleep(30)  # a second Ctrl-C arrives here
+"""
+
+
+def test_ctrl_c_stops_jobs_then_second_ctrl_c_exits_at_once_and_unlocks():
+    import signal
+
+    p = subprocess.Popen([sys.executable, "-c", STOP_SCRIPT], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "READY"
+    p.send_signal(signal.SIGINT)
+    assert p.stdout.readline().strip() == "MAIN KeyboardInterrupt; job ended with ['Interrupted']"
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 130 and "UNLOCKED" in out
+    assert "second Ctrl-C: exiting now" in err and "Traceback" not in err

@@ -8,7 +8,9 @@
 # marked incomplete and re-made by the next run; Ctrl-C twice -- exit at once (lock released).
 # SIGTERM -- the same as one Ctrl-C, except that Snakemake waits for the running jobs to end.
 # Cluster runs: onstart checks with sinfo that every submission fits a node (dipbench/slurm_preflight.py).
+# Scheduling: onstart stops Snakemake's scheduler from spinning (dipbench/scheduler_fix.py).
 from dipbench import progress as _progress
+from dipbench import scheduler_fix as _scheduler_fix
 
 _LOCAL_MEM_MB = None
 if workflow.is_main_process and workflow.nodes is None and "mem_mb" not in workflow.global_resources:
@@ -19,6 +21,9 @@ if workflow.is_main_process and workflow.nodes is None and "mem_mb" not in workf
 onstart:
     if workflow.is_main_process:
         _progress.install_signal_handlers(unlock=workflow.persistence.unlock)
+        if _scheduler_fix.calm(getattr(workflow, "scheduler", None), workflow.local_exec) is None:
+            print("dipbench: Snakemake's scheduler is not the expected one: its re-evaluation "
+                  "timers are left as they are", file=sys.stderr, flush=True)
         if _LOCAL_MEM_MB:
             print(f"dipbench: local memory budget mem_mb={_LOCAL_MEM_MB} (85% of this machine; "
                   "--resources mem_mb=N to change it)", file=sys.stderr, flush=True)

@@ -1,5 +1,6 @@
 rule score:
-    """Per-image metrics of one run (CPU).  On a cluster the score jobs are bundled (group `score`)."""
+    """Per-image metrics of one run (CPU).  On a cluster it runs in its solve's submission, right
+    after the solve (workflow/rules/common.smk: cluster_group), so scoring never waits for other solves."""
     input:
         npz=MEAS + "/measurement.npz",
         meta=MEAS + "/meta.json",
