@@ -67,15 +67,15 @@ until grep -q "Trying to restart job" "$LOG1"; do
     deadline; sleep 1
     kill -0 "$DRIVER" 2>/dev/null || fail "the driver exited instead of retrying the cancelled job"
 done
-grep -m1 -B2 "SLURM status is: 'CANCELLED'" "$LOG1" | sed 's/^/  driver: /' || true
+say "sacct: $(sacct -X -n -P -j "$VICTIM" --format=JobID,State)"
+JOB_UUID=$(sed -n 's/.*Trying to restart job \([0-9a-f-]*\).*/\1/p' "$LOG1" | head -1)
 grep -m1 "Trying to restart job" "$LOG1" | sed 's/^/  driver: /'
-until [ "$(sacct -X -n -P --name "$RUN_ID" --format=Comment,State | grep -F "$COMMENT" | grep -vc CANCELLED)" -ge 1 ]; do
-    deadline; sleep 1
-done
-say "retry submitted: $(sacct -X -n -P --name "$RUN_ID" --format=JobID,Comment,State | grep -F "$COMMENT" | tr '\n' ' ')"
+until [ "$(grep -c "Job $JOB_UUID has been submitted" "$LOG1")" -ge 2 ]; do deadline; sleep 1; done
+RETRY=$(grep "Job $JOB_UUID has been submitted" "$LOG1" | tail -1 | sed -n 's/.*SLURM jobid \([0-9]*\).*/\1/p')
+say "resubmitted as SLURM job $RETRY (attempt 2: memory and runtime doubled): $(squeue -h -j "$RETRY" -o "%T, memory %m, time limit %l" 2>/dev/null)"
 
-# kill -9 the driver once at least 3 submissions have finished and another is running
-until [ "$(sacct -X -n -P --name "$RUN_ID" -s CD --format=JobID | wc -l)" -ge 3 ] \
+# kill -9 the driver once at least 2 submissions have finished and another is running
+until [ "$(sacct -X -n -P --name "$RUN_ID" -s CD --format=JobID | wc -l)" -ge 2 ] \
       && [ -n "$(squeue -h --name "$RUN_ID" -t R -o %i)" ]; do
     deadline; sleep 1
     kill -0 "$DRIVER" 2>/dev/null || fail "the driver ended before it could be killed mid-run"
@@ -132,4 +132,5 @@ say "jobs planned: run 1 $J1, restart $J2"
 [ -n "$J1" ] && [ -n "$J2" ] && [ "$J2" -lt "$J1" ] || fail "the restart did not plan fewer jobs than the first run"
 N_SUB=$(sacct -X -n -P --format=JobID | wc -l)
 say "done: $N_SUB SLURM submissions in all (incl. the cancelled one and the killed run's), wall $((SECONDS - T0)) s incl. SLURM up"
-sacct -X -P --format=JobID,JobName%8,Comment%60,State,Elapsed,AllocCPUS,ReqMem | sed 's/^/  /'
+sacct -X -P --format=JobID,Comment%60,State,Elapsed,AllocCPUS,ReqMem | sed 's/^/  /'
+[ "$(sacct -X -n -P -j "$RETRY" --format=State)" = COMPLETED ] || say "note: the retry $RETRY ended $(sacct -X -n -P -j "$RETRY" --format=State) (cancelled with the killed run, re-made by the restart)"

@@ -35,6 +35,7 @@ class Request:
     mem_mb: int
     gpus: int
     partition: str | None = None
+    group: bool = False  # a bundle: its width follows --cores, not one rule's threads
 
 
 def _gpus(gres: str) -> int:
@@ -107,11 +108,13 @@ def problems(requests: list[Request], nodes: list[NodeClass], device: str) -> li
             fix = []
             if r.cpus > big.cpus:
                 fix.append(f"--cores {big.cpus} (the profile's `cores:` caps every job's threads and a "
-                           f"bundle's width) or --set-threads {r.name}={big.cpus}")
+                           f"bundle's width)" + ("" if r.group else f" or --set-threads {r.name}={big.cpus}"))
             if r.mem_mb > max(n.mem_mb for n in pool):
-                fix.append(f"less memory: --set-resources {r.name}:mem_mb=<MB> or the config's "
-                           f"`resources: {{{r.name}: {{mem_mb: ...}}}}` (a bundle's memory is the "
-                           "sum over the jobs it runs at once: lower --cores to run them in series)")
+                rule = "<rule>" if r.group else r.name
+                fix.append(f"less memory: --set-resources {rule}:mem_mb=<MB> or the config's "
+                           f"`resources: {{{rule}: {{mem_mb: ...}}}}`" + (
+                               " (a bundle's memory is the sum over the jobs it runs at once: lower "
+                               "--cores to run them in series)" if r.group else ""))
             msgs.append(f"{r.n} submission(s) of {r.name} ask for {r.cpus} CPUs and {r.mem_mb} MB, but the "
                         f"largest node{' of ' + r.partition if r.partition else ''} has {big.cpus} CPUs and "
                         f"{max(n.mem_mb for n in pool)} MB: SLURM would leave them pending forever. Fix: "
@@ -148,7 +151,7 @@ def requests_from_dag(workflow) -> list[Request]:
             reqs[key].n += 1
         else:
             reqs[key] = Request(name, 1, cpus, _int(res.get("mem_mb")), _int(res.get("gpu")),
-                                res.get("slurm_partition") or None)
+                                res.get("slurm_partition") or None, group=group is not None)
     return list(reqs.values())
 
 

@@ -47,8 +47,10 @@ def test_request_larger_than_every_node_names_the_fix():
     nodes = P.parse_sinfo(SINFO_CPU)
     (msg,) = P.problems([P.Request("solve", 3, 4, 4000, 0)], nodes, "cpu")
     assert "ask for 4 CPUs" in msg and "2 CPUs" in msg and "--cores 2" in msg and "pending forever" in msg
-    (msg,) = P.problems([P.Request("measure", 1, 2, 48000, 0)], nodes, "cpu")
-    assert "48000 MB" in msg and "mem_mb" in msg
+    (msg,) = P.problems([P.Request("measure", 1, 2, 48000, 0, group=True)], nodes, "cpu")
+    assert "48000 MB" in msg and "<rule>:mem_mb" in msg and "lower --cores" in msg
+    (msg,) = P.problems([P.Request("cell", 1, 4, 4000, 0, group=True)], nodes, "cpu")
+    assert "--cores 2" in msg and "set-threads" not in msg
     assert P.problems([P.Request("cell", 12, 2, 8000, 0)], nodes, "cpu") == []
     (msg,) = P.problems([P.Request("solve", 1, 1, 100, 0, partition="gpu")], nodes, "cpu")
     assert "partition `gpu` does not exist" in msg
@@ -158,3 +160,33 @@ def test_ctrl_c_stops_jobs_then_second_ctrl_c_exits_at_once_and_unlocks():
     out, err = p.communicate(timeout=20)
     assert p.returncode == 130 and "UNLOCKED" in out
     assert "second Ctrl-C: exiting now" in err and "Traceback" not in err
+
+
+def test_scheduler_fix_removes_the_local_rate_limit_and_dedupes_cluster_timers():
+    import sys as _sys
+    from types import SimpleNamespace
+
+    from dipbench import scheduler_fix
+
+    def fake():
+        s = SimpleNamespace(job_rate_limiter=object(), resources={"_job_count": _sys.maxsize},
+                            _open_jobs=threading.Semaphore(0))
+        s.timers = 0
+
+        def reevaluate(delay):  # Snakemake's own: one more timer per call
+            s.timers += 1
+        s._schedule_reevalutation = reevaluate
+        return s
+
+    s = fake()
+    assert scheduler_fix.calm(s, local=True).startswith("local") and s.job_rate_limiter is None
+    s = fake()
+    assert scheduler_fix.calm(s, local=False).startswith("cluster")
+    for _ in range(50):  # 50 rounds within one timespan: one re-evaluation, not 50 chains
+        s._schedule_reevalutation(0.2)
+    time.sleep(0.5)
+    assert s._open_jobs.acquire(blocking=False) and not s._open_jobs.acquire(blocking=False)
+    s._schedule_reevalutation(0.05)  # once fired, the next one can be scheduled again
+    time.sleep(0.3)
+    assert s._open_jobs.acquire(blocking=False)
+    assert scheduler_fix.calm(SimpleNamespace(), local=True) is None  # not the expected scheduler
