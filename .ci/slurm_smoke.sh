@@ -75,7 +75,7 @@ RETRY=$(grep "Job $JOB_UUID has been submitted" "$LOG1" | tail -1 | sed -n 's/.*
 say "resubmitted as SLURM job $RETRY (attempt 2: memory and runtime doubled): $(squeue -h -j "$RETRY" -o "%T, memory %m, time limit %l" 2>/dev/null)"
 
 # kill -9 the driver once at least 2 submissions have finished and another is running
-until [ "$(sacct -X -n -P --name "$RUN_ID" -s CD --format=JobID | wc -l)" -ge 2 ] \
+until [ "$(sacct -X -n -P --name "$RUN_ID" --format=State | grep -c COMPLETED)" -ge 2 ] \
       && [ -n "$(squeue -h --name "$RUN_ID" -t R -o %i)" ]; do
     deadline; sleep 1
     kill -0 "$DRIVER" 2>/dev/null || fail "the driver ended before it could be killed mid-run"

@@ -190,3 +190,22 @@ def test_scheduler_fix_removes_the_local_rate_limit_and_dedupes_cluster_timers()
     time.sleep(0.3)
     assert s._open_jobs.acquire(blocking=False)
     assert scheduler_fix.calm(SimpleNamespace(), local=True) is None  # not the expected scheduler
+
+
+def test_local_runs_bind_mem_mb_to_the_machine_budget(tmp_path):
+    """A job asking more memory than the machine has is capped at the local budget (85%), so it
+    runs alone instead of beside others (dry run: the job's resources show the cap)."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+    cfg.pop("gmm_table")
+    cfg.update(results=str(tmp_path / "res"), seeds=[0],
+               datasets={"skimage32_gauss": cfg["datasets"]["skimage32_gauss"]},
+               tasks={"sr_x2": cfg["tasks"]["sr_x2"]})
+    cfg["resources"]["solve"] = {"mem_mb": 10 ** 8}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "--cores", "2", "--configfile", str(tmp_path / "cfg.yaml"))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    solve = re.findall(r"rule solve:\n(?:.*\n)*?\s+resources: .*?mem_mb=(\d+)", out)
+    assert solve and {int(m) for m in solve} == {jobs.machine_mem_mb()}
