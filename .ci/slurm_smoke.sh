@@ -44,6 +44,7 @@ export USER=${USER:-$(id -un)}  # the plugin guesses the account from sacctmgr f
 
 # ------------------------------------------------------------------ run 1: scancel, then kill -9
 say "run 1: ${SMK[*]}"
+T_RUN1=$SECONDS
 "${SMK[@]}" > "$LOG1" 2>&1 &
 DRIVER=$!
 RUN_ID=""
@@ -81,7 +82,7 @@ until [ "$(sacct -X -n -P --name "$RUN_ID" --format=State | grep -c COMPLETED)" 
     kill -0 "$DRIVER" 2>/dev/null || fail "the driver ended before it could be killed mid-run"
 done
 sleep 6  # let the driver notice the finished ones (status interval 5 s)
-kill -9 "$DRIVER"; wait "$DRIVER" 2>/dev/null || true; DRIVER=""
+kill -9 "$DRIVER"; wait "$DRIVER" 2>/dev/null || true; DRIVER=""; T_KILL=$SECONDS
 say "killed the driver (SIGKILL); still queued/running: $(squeue -h --name "$RUN_ID" -o %i | tr '\n' ' ')"
 
 # what had finished: every run output not marked incomplete by Snakemake
@@ -111,11 +112,12 @@ python -m snakemake --profile slurm --configfile config/ci.yaml --config "result
 
 # ------------------------------------------------------------------ run 2: to the report
 say "run 2 (restart)"
+T_RUN2=$SECONDS
 "${SMK[@]}" > "$LOG2" 2>&1 &
 DRIVER=$!
 while kill -0 "$DRIVER" 2>/dev/null; do deadline; sleep 2; done
 wait "$DRIVER" || fail "the restarted run failed"
-DRIVER=""
+DRIVER=""; T_END=$SECONDS
 [ -s "$RES/report/index.md" ] && [ -s "$RES/leaderboard.csv" ] || fail "no report after the restart"
 
 python - "$WORK/finished.txt" <<'EOF' || fail "a finished output was re-made by the restart"
@@ -130,7 +132,9 @@ jobs_total() { sed -n 's/^total[[:space:]]*\([0-9]*\).*/\1/p' "$1" | head -1; }
 J1=$(jobs_total "$LOG1"); J2=$(jobs_total "$LOG2")
 say "jobs planned: run 1 $J1, restart $J2"
 [ -n "$J1" ] && [ -n "$J2" ] && [ "$J2" -lt "$J1" ] || fail "the restart did not plan fewer jobs than the first run"
-N_SUB=$(sacct -X -n -P --format=JobID | wc -l)
-say "done: $N_SUB SLURM submissions in all (incl. the cancelled one and the killed run's), wall $((SECONDS - T0)) s incl. SLURM up"
+RUN_ID2=$(sed -n 's/.*SLURM run ID: \([0-9a-f-]*\).*/\1/p' "$LOG2" | head -1)
+N1=$(sacct -X -n -P --name "$RUN_ID" --format=JobID | wc -l)
+N2=$(sacct -X -n -P --name "$RUN_ID2" --format=JobID | wc -l)
+say "done: $N1 submissions by run 1 (killed), $N2 by the restart; wall: run 1 $((T_KILL - T_RUN1)) s until the kill, restart $((T_END - T_RUN2)) s, whole step $((SECONDS - T0)) s incl. SLURM up/down"
 sacct -X -P --format=JobID,Comment%60,State,Elapsed,AllocCPUS,ReqMem | sed 's/^/  /'
 [ "$(sacct -X -n -P -j "$RETRY" --format=State)" = COMPLETED ] || say "note: the retry $RETRY ended $(sacct -X -n -P -j "$RETRY" --format=State) (cancelled with the killed run, re-made by the restart)"
