@@ -482,6 +482,16 @@ def solve_resources(cfg, dataset: str, attempt: int = 1) -> dict:
     return dict(mem_mb=int(over.get("mem_mb", mem)) * attempt, runtime=runtime * attempt, gpu=gpu)
 
 
+def solve_bundle(cfg, dataset: str) -> str:
+    """How a cluster run submits this dataset's jobs (groups: workflow/rules/common.smk):
+    "cell" -- one submission per dataset x task x seed running its measure, every solver's solve
+    and every score in series (images up to 3x32x32: seconds of solving per job, where a
+    submission of its own costs more than the work); "run" -- one submission per solve with its
+    score (larger images), measures bundled apart."""
+    shape = dataset_shape(cfg, dataset) or (3, 256, 256)
+    return "cell" if math.prod(shape) <= _SIZE_CLASSES[0][0] else "run"
+
+
 def rule_resources(cfg, rule: str, attempt: int = 1, mem_mb: int = 4000, runtime: int = 20) -> dict:
     """CPU rules (measure, score, aggregate, report): defaults, config overrides, grown per retry."""
     over = dict((cfg.get("resources") or {}).get(rule) or {})

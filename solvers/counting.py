@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+hook = None  # called on every forward call when set (progress heartbeat, stop requests: dipbench/progress.py)
+
 
 class CountingDenoiser:
     def __init__(self, inner):
@@ -39,6 +41,8 @@ class CountingDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
         self.nfe += 1
+        if hook is not None:
+            hook(self)
         out = self.inner(x, sigma)
         if out.requires_grad:
             out.register_hook(self._count_backward)

@@ -28,6 +28,19 @@ def cpu_resource(rule, key, **defaults):
     return f
 
 
+# ---------------------------------------------------------------- cluster submissions (groups)
+# Groups only matter to cluster executors (local runs ignore them).  Small images: one submission
+# per dataset x task x seed (`cell_...`: measure, every solver, every score, in series within
+# --cores); larger images: one per solve with its score (`run`; scoring never waits for other
+# solves), measure jobs bundled by `group-components: measure=N` (slurm/config.yaml).
+def cluster_group(rule):
+    def f(wildcards):
+        if C.solve_bundle(config, wildcards.dataset) == "cell":
+            return f"cell_{wildcards.dataset}_{wildcards.task}_seed{wildcards.seed}"
+        return "measure" if rule == "measure" else "run"
+    return f
+
+
 def solve_spec(wildcards):
     """The solve rule's params: the solver's own entry (content addressing: editing one solver's
     hyperparameters re-runs only that solver's jobs) and, once a run has failed, its failure count
