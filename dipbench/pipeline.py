@@ -129,8 +129,11 @@ def load_images(cfg, dataset: str):
 
     e = C.dataset_entry(cfg, dataset)
     ds = data.build(e["images"], **e["params"])
-    ids = random_subset(ds.ids, e["n_images"], e["subset_seed"], dataset, e["images"]) if e.get("subset_seed") is not None \
-        else ds.subset(e["n_images"])
+    if e.get("split"):  # `<dataset>.tune`: the tuning split's images (dipbench/config.py, tuning split)
+        ids = C.split_ids(e, ds.ids, dataset)
+    else:
+        ids = random_subset(ds.ids, e["n_images"], e["subset_seed"], dataset, e["images"]) if e.get("subset_seed") is not None \
+            else ds.subset(e["n_images"])
     try:
         return ids, ds.load(ids)
     except FileNotFoundError:
