@@ -117,9 +117,10 @@ def select_sweeps(sub: pd.DataFrame, spec, tune: pd.DataFrame | None = None,
         where = "on the tuning split (no tuning runs in this leaderboard)" if selection == "tune" and src_swept.empty \
             else f"(no {cands} value {'on the tuning split' if selection == 'tune' else ''})"
         return sub[~swept], f"Sweeps {names}: not shown, no variant could be chosen {where}."
-    frame, tframe = sub.copy(), src.copy()
-    frame[metric] = pd.to_numeric(frame[metric], errors="coerce")
+    frame, tframe = sub.copy(), src.copy()  # with selection 'tune', no score of `sub` is read here
     tframe[metric] = pd.to_numeric(tframe[metric], errors="coerce")
+    if selection == "test":
+        frame = tframe
     out, choice = select_variants(frame, tframe if selection == "tune" else None, metric,
                                   higher_is_better(metric, spec.get("better")), selection)
     chosen = (out[out["variant"].astype(str) != out["solver"].astype(str)]
