@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -80,6 +81,7 @@ def runtime_vs_quality(df: pd.DataFrame, dataset: str, out: Path) -> Path | None
                             markersize=7, markeredgecolor="k", markeredgewidth=0.5, capsize=3, label=str(s))
             handles.setdefault(str(s), h)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on a short range
         ax.set_xlabel(f"wall time per image (s), {sub['device'].iloc[0] if 'device' in sub else ''}", fontsize=8)
         ax.set_ylabel(f"{m} ({'higher' if hib else 'lower'} is better)")
         ax.set_title(t)
