@@ -1,6 +1,6 @@
 """The four stages behind the Snakemake rules: measure -> solve -> score -> aggregate.
 
-Paths (DESIGN.md, Outputs):
+Paths (README.md, "What is where"):
   results/measurements/{dataset}/{task}/seed{seed}/measurement.npz   x, y, ids (+ x_map if exact)
   results/measurements/{dataset}/{task}/seed{seed}/meta.json         operator, params, sigma_y
   results/runs/{dataset}/{task}/{solver}/seed{seed}/{recon.npz, recon/, run.json, scores.csv}

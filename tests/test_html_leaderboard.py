@@ -92,6 +92,12 @@ def test_every_page_link_and_picture_resolves(site):
     assert "[Δ" in md and "Selection (tuning split)" in md
 
 
+def test_every_latex_table_compiles(site, tmp_path):
+    from helpers import compile_latex_tables
+
+    compile_latex_tables(site / "report" / "tables", tmp_path)
+
+
 def _chromium():
     for name in ("chromium", "chromium-browser"):
         if shutil.which(name):
