@@ -165,6 +165,33 @@ def write_inputs(meas_dir, out: Path, limit: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- provenance
+def checkpoint_digest(prior: dict | None) -> str:
+    """The sha256 of the checkpoint behind a dataset's prior (the measurement's meta.json
+    ``dataset_entry.prior``): the committed weights' ``.sha256`` sidecar (``edm_unet``), else the
+    digest the checkpoint registry pins (priors/checkpoints.yaml); priors fitted or defined in code
+    have none."""
+    if not prior:
+        return ""
+    name, params = str(prior.get("name", "")), dict(prior.get("params") or {})
+    try:
+        if name == "edm_unet":
+            from priors.edm_unet import WEIGHTS_DIR, read_expected_sha256
+
+            w = Path(params.get("weights") or WEIGHTS_DIR / "edm_unet_skimage32.pt")
+            got = read_expected_sha256(w)
+            return f"{w.name}: {got[:16]}" if got else f"{w.name}: no sidecar digest"
+        from dipbench.prefetch import load_registry
+
+        reg = load_registry()
+        key = params.get("checkpoint") or name
+        if key in reg:
+            sha = reg[key].get("sha256")
+            return f"{reg[key]['file']}: {str(sha)[:16]}" if sha else f"{reg[key]['file']}: digest unknown (registry)"
+    except Exception:  # noqa: BLE001 - provenance is shown as far as it can be read
+        return "unreadable"
+    return "none (prior fitted or defined in code)"
+
+
 def provenance(run_dir) -> dict:
     """What a run's run.json says of where it came from (commit, config hash, checkpoints)."""
     from .figures import _resolve
@@ -176,13 +203,19 @@ def provenance(run_dir) -> dict:
         return dict(ok=False)
     git = run.get("git") or {}
     ck = run.get("checkpoints") or run.get("checkpoint") or run.get("checkpoint_digest") or run.get("checkpoint_sha256")
+    if not ck and run.get("measurement"):
+        try:
+            meta = json.loads((_resolve(run["measurement"]) / "meta.json").read_text())
+            ck = checkpoint_digest((meta.get("dataset_entry") or {}).get("prior"))
+        except (OSError, ValueError):
+            ck = None
     if isinstance(ck, dict):
         digests = "; ".join(f"{k}: {str(v.get('sha256', v))[:12] if isinstance(v, dict) else str(v)[:12]}"
                             for k, v in ck.items())
     elif isinstance(ck, list):
         digests = "; ".join(str(v.get("sha256", v))[:12] if isinstance(v, dict) else str(v)[:12] for v in ck)
     else:
-        digests = str(ck)[:12] if ck else ""
+        digests = str(ck) if ck else ""
     return dict(ok=True, status=run.get("status", ""), commit=str(git.get("commit") or "")[:10],
                 dirty=bool(git.get("dirty")), config_hash=run.get("config_hash", ""), device=run.get("device", ""),
                 checkpoints=digests or "none recorded", wall_s=run.get("wall_s"), start=run.get("start", ""),

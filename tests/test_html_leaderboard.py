@@ -87,6 +87,7 @@ def test_every_page_link_and_picture_resolves(site):
     task = (rep / "pages" / "task__g__inpaint_half.html").read_text()
     assert "Δ vs best (95% CI)" in task and "run.json" in task and 'class="vblock"' in task
     assert "tuning split" in task                        # the selection protocol is said on the page
+    assert "none (prior fitted or defined in code)" in task    # the checkpoint-digest column
     # the Markdown/LaTeX tables carry the intervals too
     md = (rep / "tables" / "g.md").read_text()
     assert "[Δ" in md and "Selection (tuning split)" in md
