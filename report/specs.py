@@ -246,7 +246,7 @@ def protocol_notes(frame: pd.DataFrame, rows) -> list[str]:
         if m.any():
             notes.append(f"Projected onto the measurement subspace, x ← x − A⁺(Ax − y), after solving: {who(m)}.")
     if "oracle" in sub:
-        o = sub["oracle"].fillna("").astype(str)
+        o = sub["oracle"].astype(object).where(sub["oracle"].notna(), "").astype(str)
         for text in sorted(set(o[o != ""])):
             notes.append(f"ORACLE (uses the ground truth; not a fair comparison): {who(o == text)}: {text}.")
     return notes
