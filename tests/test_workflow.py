@@ -1,4 +1,4 @@
-"""End to end: the ci config through Snakemake, outputs where DESIGN.md says, and a rerun is a no-op."""
+"""End to end: the ci config through Snakemake, outputs where the README says, and a rerun is a no-op."""
 import json
 import subprocess
 import sys
