@@ -101,7 +101,7 @@ def build_report(cfg, leaderboard_csv, out_dir) -> list[Path]:
         grids, note, missing = overview_grids(df, tune, ds, metric_names, selection)
         if not grids:
             continue
-        notes = [note] if note else []
+        notes = [note or "Selection: no swept solver on this dataset (each row is one configuration)."]
         missing_here = [m for m, _ in missing if m not in {x for x, _ in missing_all}]
         if missing_here:
             notes.append(f"No value on this dataset: {', '.join(missing_here)}.")
