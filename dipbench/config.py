@@ -79,10 +79,10 @@ def entry_runs_on(entry: dict, task: str) -> bool:
 
 def planned_runs(cfg) -> list[tuple]:
     """(dataset, task, solver entry, seed) of every run the grid plans: the cross product, minus the
-    tasks an entry's `tasks:` list leaves out."""
+    tasks an entry's `tasks:` list leaves out, plus the runs on the tuning split (tuning_runs)."""
     entries = solver_entries(cfg)
     return [(d, t, s, int(k)) for d in cfg["datasets"] for t in cfg["tasks"] for s, e in entries.items()
-            if entry_runs_on(e, t) for k in cfg["seeds"]]
+            if entry_runs_on(e, t) for k in cfg["seeds"]] + tuning_runs(cfg)
 
 
 def solver_entry(cfg, solver: str, task: str) -> dict:
@@ -216,6 +216,8 @@ def task_entry(cfg, task: str) -> dict:
 
 
 def dataset_entry(cfg, dataset: str) -> dict:
+    if dataset not in cfg["datasets"] and split_of(dataset)[1] == "tune":
+        return tuning_entry(cfg, dataset)  # `<dataset>.tune`: the tuning split (below)
     d = cfg["datasets"][dataset] or {}
     prior = d.get("prior", {}) or {}
     out = {"images": d.get("images", dataset), "params": dict(d.get("params", {}) or {}),
@@ -399,6 +401,7 @@ def check_names(cfg) -> None:
     for m in cfg.get("metrics", []):
         lookup(metrics.METRICS.get, "metrics", m)
     errors += _consistency_errors(cfg, solvers, priors)
+    errors += tuning_errors(cfg)
     if cfg.get("paper_grid") and not errors:
         errors += grid_spec_errors(cfg)
     if errors:
@@ -496,3 +499,157 @@ def rule_resources(cfg, rule: str, attempt: int = 1, mem_mb: int = 4000, runtime
     """CPU rules (measure, score, aggregate, report): defaults, config overrides, grown per retry."""
     over = dict((cfg.get("resources") or {}).get(rule) or {})
     return dict(mem_mb=int(over.get("mem_mb", mem_mb)) * attempt, runtime=int(over.get("runtime", runtime)) * attempt)
+
+
+# ---------------------------------------------------------------------------- tuning split
+# A swept solver (`sweep:`, dipbench/sweeps.py) has several variants; the table shows one per task.
+# Which one is chosen on images that are not reported: every dataset has a tuning split, disjoint
+# from its test images, and the variant with the best mean score there is the one reported on the
+# test images (config `selection: tune`, the default).  `selection: test` chooses on the test
+# images themselves, the way the papers report their (N, K) and step-count searches.
+#
+# The tuning split is a dataset of its own in the DAG, named `<dataset>.tune`: its measurements,
+# runs and scores live beside the test ones (results/measurements/<dataset>.tune/...,
+# results/runs/<dataset>.tune/...), with the same rules, the same seeds and the same prior, so every
+# tuning score is traceable to its run.json like a test score, and a test run's content hash is the
+# same as without a tuning split (adding or changing one re-runs only tuning jobs).  Only the swept
+# entries run on it (the others have nothing to choose).  Its images, declared per dataset:
+#   datasets.<d>.tuning: {n_images: M}   the M images that follow the test images in the dataset's
+#                                        order (with `subset_seed`: the next M of the same seeded
+#                                        draw); M defaults to the test set's n_images
+#   datasets.<d>.tuning: {ids: [...]}    an explicit list of image ids (checked disjoint from the test)
+TUNE_SUFFIX = ".tune"
+SELECTIONS = ("tune", "test")
+
+
+def selection(cfg) -> str:
+    """The sweep-selection protocol of a config: 'tune' (default) or 'test' (the papers' protocol)."""
+    return str(cfg.get("selection") or "tune")
+
+
+def split_of(dataset: str) -> tuple[str, str]:
+    """('skimage32_gauss', 'tune') for 'skimage32_gauss.tune'; (name, 'test') otherwise."""
+    if str(dataset).endswith(TUNE_SUFFIX):
+        return str(dataset)[: -len(TUNE_SUFFIX)], "tune"
+    return str(dataset), "test"
+
+
+def tuning_name(dataset: str) -> str:
+    return f"{dataset}{TUNE_SUFFIX}"
+
+
+def tuning_declaration(cfg, dataset: str) -> dict:
+    """The tuning split of a (test) dataset entry: {'ids': [...]} or {'n_images': M}."""
+    d = cfg["datasets"][dataset] or {}
+    t = dict(d.get("tuning") or {})
+    if t.get("ids") is not None:
+        return {"ids": [str(i) for i in t["ids"]]}
+    m = t.get("n_images") or d.get("n_images")
+    return {"n_images": None if m is None else int(m)}
+
+
+def tuning_entry(cfg, name: str) -> dict:
+    """dataset_entry of `<dataset>.tune`: the test entry (images, params, prior, ...) with ``split``
+    saying which images ({'name': 'tune', 'test_n': the test set's n_images, and 'ids' or
+    'n_images'}) and ``n_images`` the tuning split's size."""
+    base, _ = split_of(name)
+    if base not in cfg["datasets"]:
+        raise KeyError(f"{name}: no dataset '{base}' in the config (a '{TUNE_SUFFIX}' name is the "
+                       f"tuning split of a dataset entry)")
+    e = dataset_entry(cfg, base)
+    decl = tuning_declaration(cfg, base)
+    e["split"] = dict(name="tune", test_n=e["n_images"], **decl)
+    e["n_images"] = len(decl["ids"]) if "ids" in decl else decl["n_images"]
+    return e
+
+
+def swept_entries(cfg) -> list[str]:
+    return [s for s, e in solver_entries(cfg).items() if e.get("sweep_of")]
+
+
+def tuning_runs(cfg) -> list[tuple]:
+    """The runs on the tuning split: every swept entry (sweep variant) on `<dataset>.tune`, with the
+    test runs' tasks and seeds; none when `selection: test` or when nothing is swept."""
+    if selection(cfg) != "tune":
+        return []
+    entries = solver_entries(cfg)
+    swept = [s for s, e in entries.items() if e.get("sweep_of")]
+    return [(tuning_name(d), t, s, int(k)) for d in cfg["datasets"] for t in cfg["tasks"] for s in swept
+            if entry_runs_on(entries[s], t) for k in cfg["seeds"]]
+
+
+def split_ids(entry: dict, all_ids, dataset: str) -> list[str]:
+    """The image ids of a tuning-split entry (tuning_entry), given the dataset's ordered ids;
+    raises ValueError naming the key when the split would overlap the test images or not fit."""
+    base, _ = split_of(dataset)
+    all_ids = [str(i) for i in all_ids]
+    sp = entry["split"]
+    n_test = len(all_ids) if sp["test_n"] is None else int(sp["test_n"])
+    seed = entry.get("subset_seed")
+    if seed is not None:  # the test images are the first n of a seeded permutation: continue it
+        import torch
+
+        from .seeding import generator
+
+        perm = torch.randperm(len(all_ids), generator=generator(entry["images"], "subset", seed)).tolist()
+        order = [all_ids[i] for i in perm]
+    else:
+        order = all_ids
+    test = set(order[:n_test])
+    if "ids" in sp:
+        overlap = sorted(set(sp["ids"]) & test)
+        if overlap:
+            raise ValueError(f"datasets.{base}.tuning.ids: {len(overlap)} id(s) are test images too "
+                             f"({', '.join(overlap[:5])}{' ...' if len(overlap) > 5 else ''}); the tuning "
+                             f"split must be disjoint from the test images")
+        return list(sp["ids"])
+    if sp["test_n"] is None:
+        raise ValueError(f"datasets.{base}: every image is a test image (n_images is not set), so none is "
+                         f"left for the tuning split; set datasets.{base}.n_images, or declare "
+                         f"datasets.{base}.tuning: {{ids: [...]}}, or use `selection: test`")
+    m = int(sp["n_images"])
+    if n_test + m > len(order):
+        raise ValueError(f"datasets.{base}: the tuning split needs {m} images after the {n_test} test images, "
+                         f"the dataset has {len(order)}; lower datasets.{base}.tuning.n_images or "
+                         f"datasets.{base}.n_images, or declare datasets.{base}.tuning: {{ids: [...]}}")
+    pick = order[n_test: n_test + m]
+    if seed is not None:  # kept in dataset order, as the test subset is (pipeline.random_subset)
+        rank = {i: k for k, i in enumerate(all_ids)}
+        pick = sorted(pick, key=rank.__getitem__)
+    return pick
+
+
+def tuning_errors(cfg) -> list[str]:
+    """The tuning splits the config needs (selection `tune` and some swept entry): each must be
+    declared so that it fits in the dataset and misses every test image.  Datasets whose ids cannot be
+    listed without their files (a paper dataset not present here) are checked by the measure job."""
+    errs = []
+    sel = cfg.get("selection")
+    if sel is not None and str(sel) not in SELECTIONS:
+        errs.append(f"selection: '{sel}' is not one of {', '.join(SELECTIONS)} (tune: choose a sweep's "
+                    f"variant on the tuning split; test: on the test images, the papers' protocol)")
+        return errs
+    for ds in cfg.get("datasets", {}) or {}:
+        if split_of(ds)[1] == "tune":
+            errs.append(f"datasets.{ds}: names ending in '{TUNE_SUFFIX}' are reserved for tuning splits")
+    if selection(cfg) != "tune" or not swept_entries(cfg):
+        return errs
+    import data
+
+    for ds in cfg.get("datasets", {}) or {}:
+        e = tuning_entry(cfg, tuning_name(ds))
+        if "ids" not in e["split"] and e["split"]["test_n"] is None:
+            errs.append(f"datasets.{ds}: every image is a test image (n_images is not set), so none is left "
+                        f"for the tuning split of the swept solvers ({', '.join(swept_entries(cfg)[:3])}"
+                        f"{' ...' if len(swept_entries(cfg)) > 3 else ''}); set datasets.{ds}.n_images, "
+                        f"or declare datasets.{ds}.tuning: {{ids: [...]}}, or use `selection: test`")
+            continue
+        try:
+            ids = data.build(e["images"], **e["params"]).ids
+        except Exception:  # noqa: BLE001 - no files here (paper datasets): the measure job checks
+            continue
+        try:
+            split_ids(e, ids, tuning_name(ds))
+        except ValueError as exc:
+            errs.append(str(exc))
+    return errs

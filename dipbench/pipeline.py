@@ -1,6 +1,6 @@
 """The four stages behind the Snakemake rules: measure -> solve -> score -> aggregate.
 
-Paths (DESIGN.md, Outputs):
+Paths (README.md, "What is where"):
   results/measurements/{dataset}/{task}/seed{seed}/measurement.npz   x, y, ids (+ x_map if exact)
   results/measurements/{dataset}/{task}/seed{seed}/meta.json         operator, params, sigma_y
   results/runs/{dataset}/{task}/{solver}/seed{seed}/{recon.npz, recon/, run.json, scores.csv}
@@ -129,8 +129,11 @@ def load_images(cfg, dataset: str):
 
     e = C.dataset_entry(cfg, dataset)
     ds = data.build(e["images"], **e["params"])
-    ids = random_subset(ds.ids, e["n_images"], e["subset_seed"], dataset, e["images"]) if e.get("subset_seed") is not None \
-        else ds.subset(e["n_images"])
+    if e.get("split"):  # `<dataset>.tune`: the tuning split's images (dipbench/config.py, tuning split)
+        ids = C.split_ids(e, ds.ids, dataset)
+    else:
+        ids = random_subset(ds.ids, e["n_images"], e["subset_seed"], dataset, e["images"]) if e.get("subset_seed") is not None \
+            else ds.subset(e["n_images"])
     try:
         return ids, ds.load(ids)
     except FileNotFoundError:

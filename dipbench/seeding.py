@@ -1,4 +1,4 @@
-"""Seeds from a stable hash of names: never global RNG state (DESIGN.md, Conventions)."""
+"""Seeds from a stable hash of names: never global RNG state (CONTRIBUTING.md, conventions)."""
 from __future__ import annotations
 
 import hashlib

@@ -22,10 +22,20 @@ in file names and match the Snakefile's wildcard constraint for solvers; anythin
 value is replaced by '_'.  Entries without ``sweep`` pass through with ``sweep_of: None``.
 Other keys of an entry (e.g. ``label``) are carried over unchanged.
 
-``best_of_sweep`` picks, per (dataset, task), the variant with the best mean metric over seeds
-and relabels its rows with the sweep's base name, adding a ``variant`` column (the chosen
-solver entry, for the table's footnote).  The paper grid of (N, K) for the MAP solvers is
-``NK_GRID``.
+Selection protocol (which variant a table reports).  ``choose_variants`` picks, per (dataset,
+task) and sweep, the variant with the best mean metric over seeds in the frame it is given, and
+``apply_choice`` keeps those variants' rows of another frame, relabelled with the sweep's base
+name and a ``variant`` column (the chosen solver entry, for the table's footnote).
+``select_variants`` runs the protocol of the config key ``selection``:
+
+* ``tune`` (default): the choice is made on the tuning split's runs (``<dataset>.tune``, images
+  disjoint from the test images, dipbench/config.py) and applied to the test runs: the reported
+  number never took part in choosing;
+* ``test``: the choice is made on the test runs themselves (best of sweep on the reported images,
+  the way the papers report their searches; optimistic by construction).
+
+``best_of_sweep`` is the ``test`` protocol on one frame.  The paper grid of (N, K) for the MAP
+solvers is ``NK_GRID``.
 """
 from __future__ import annotations
 
@@ -106,32 +116,83 @@ def expand_solvers(solvers_cfg: dict) -> dict:
     return out
 
 
+def _swept(df, sweep_col="sweep_of"):
+    import pandas as pd
+
+    if sweep_col not in df:
+        return pd.Series(False, index=df.index)
+    return df[sweep_col].notna() & (df[sweep_col].astype(str) != "")
+
+
+def choose_variants(df, metric: str, higher_is_better: bool, by: Iterable[str] = ("dataset", "task"),
+                    solver_col: str = "solver", sweep_col: str = "sweep_of"):
+    """Per group of ``by`` and sweep: the variant with the best mean ``metric`` over the frame's rows
+    (seeds).  Returns a frame with columns ``by``, ``sweep_of``, ``variant``, ``score`` (its mean),
+    ``runs`` (rows averaged).  Only the rows given are read; ties go to the variant listed first."""
+    import pandas as pd
+
+    by = list(by)
+    sw = df[_swept(df, sweep_col)]
+    cols = by + [sweep_col, "variant", "score", "runs"]
+    if sw.empty:
+        return pd.DataFrame(columns=cols)
+    vals = pd.to_numeric(sw[metric], errors="coerce") if metric in sw else pd.Series(float("nan"), index=sw.index)
+    g = sw.assign(_v=vals).groupby(by + [sweep_col, solver_col], sort=False, dropna=False)["_v"]
+    means = g.mean().reset_index().rename(columns={"_v": "score", solver_col: "variant"})
+    means["runs"] = g.count().values
+    means = means[means["score"].notna()]
+    best = means.sort_values("score", ascending=not higher_is_better, kind="stable")
+    return best.drop_duplicates(by + [sweep_col], keep="first")[cols].reset_index(drop=True)
+
+
+def apply_choice(df, choice, by: Iterable[str] = ("dataset", "task"), solver_col: str = "solver",
+                 sweep_col: str = "sweep_of"):
+    """``df`` with every sweep reduced to its chosen variant per group (``choice`` from
+    choose_variants): kept rows get ``solver`` = the sweep's base name and ``variant`` = the entry;
+    unswept rows pass through (``variant`` = their solver).  A sweep without a choice for a group
+    (no score to choose by) has no row there."""
+    import pandas as pd
+
+    by = list(by)
+    swept = _swept(df, sweep_col)
+    plain = df[~swept].copy()
+    plain["variant"] = plain[solver_col]
+    sw = df[swept]
+    if sw.empty:
+        return plain.reset_index(drop=True)
+    chosen = {tuple(map(str, r)) for r in choice[by + [sweep_col, "variant"]].itertuples(index=False)}
+    keys = sw[by + [sweep_col, solver_col]].astype(str).itertuples(index=False)
+    keep = sw[[tuple(k) in chosen for k in keys]].copy()
+    keep["variant"] = keep[solver_col]
+    keep[solver_col] = keep[sweep_col]
+    return pd.concat([plain, keep]).sort_index().reset_index(drop=True)
+
+
+def select_variants(test, tune, metric: str, higher_is_better: bool, selection: str = "tune",
+                    by: Iterable[str] = ("dataset", "task")):
+    """(test rows with each sweep reduced to its chosen variant, choice frame).  ``selection``
+    'tune': chosen on ``tune`` (the tuning split's rows, ``dataset`` named as in ``test``) and
+    nothing of ``test`` but its row keys is read; 'test': chosen on ``test``."""
+    if selection not in ("tune", "test"):
+        raise SweepError(f"selection must be 'tune' or 'test', got {selection!r}")
+    if selection == "tune":
+        import pandas as pd
+
+        src = tune if tune is not None else pd.DataFrame(columns=list(test.columns))
+    else:
+        src = test
+    choice = choose_variants(src, metric, higher_is_better, by=by)
+    return apply_choice(test, choice, by=by), choice
+
+
 def best_of_sweep(df, metric: str, higher_is_better: bool, by: Iterable[str] = ("dataset", "task"),
                   solver_col: str = "solver", sweep_col: str = "sweep_of"):
-    """Per group of ``by``, keep the best variant (mean of ``metric`` over seeds) of each sweep.
+    """Per group of ``by``, keep the best variant (mean of ``metric`` over seeds) of each sweep,
+    chosen on ``df`` itself (the ``test`` protocol, see the module doc).
 
     Rows whose ``sweep_of`` is empty pass through (``variant`` = their solver name).  The kept
     rows of a sweep get ``solver`` = the sweep's base name and ``variant`` = the chosen entry.
     Ties go to the variant listed first (order of appearance in ``df``).
     """
-    import pandas as pd
-
-    by = list(by)
-    df = df.copy()
-    swept = df[sweep_col].notna() & (df[sweep_col].astype(str) != "") if sweep_col in df else \
-        pd.Series(False, index=df.index)
-    plain = df[~swept].copy()
-    plain["variant"] = plain[solver_col]
-    parts = [plain]
-    sw = df[swept]
-    if len(sw):
-        means = (sw.groupby(by + [sweep_col, solver_col], sort=False, dropna=False)[metric]
-                 .mean().reset_index())
-        means = means[means[metric].notna()]
-        order = means.sort_values(metric, ascending=not higher_is_better, kind="stable")
-        best = order.drop_duplicates(by + [sweep_col], keep="first")
-        keep = sw.merge(best[by + [sweep_col, solver_col]], on=by + [sweep_col, solver_col], how="inner")
-        keep["variant"] = keep[solver_col]
-        keep[solver_col] = keep[sweep_col]
-        parts.append(keep)
-    return pd.concat(parts, ignore_index=True)
+    choice = choose_variants(df, metric, higher_is_better, by=by, solver_col=solver_col, sweep_col=sweep_col)
+    return apply_choice(df, choice, by=by, solver_col=solver_col, sweep_col=sweep_col)

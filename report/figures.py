@@ -2,7 +2,9 @@
 
 * ``runtime_vs_quality``: one panel per task, one point per solver (mean over seeds, error bars
   = std over seeds) at (wall time per image, quality); quality is LPIPS (Alex, else VGG) where
-  computed, else PSNR.
+  computed, else PSNR.  Every solver has its own colour and marker (``solver_styles``: 20
+  colours x 10 markers, the same in every figure of a report) and is named in one legend beside
+  the panels, so no label sits on a point.
 * ``qualitative_grid``: per dataset x task, the first images (rows): original, the measurement
   as an image (``op.to_image``; blank where the operator has none), then each solver (first seed).
 * ``seed_spread``: per dataset and metric, every seed's value per solver and task.
@@ -16,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -29,6 +32,21 @@ def quality_metric(df: pd.DataFrame) -> str | None:
         if m in df and pd.to_numeric(df[m], errors="coerce").notna().any():
             return m
     return None
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+
+
+def solver_styles(solvers) -> dict:
+    """{solver: dict(color, marker)}: distinct for every solver (tab20's 20 colours, paired with 10
+    markers so that two solvers never share both), assigned in sorted order so a solver looks the
+    same in every figure built from the same leaderboard."""
+    cmap = plt.get_cmap("tab20")
+    names = sorted(dict.fromkeys(map(str, solvers)))
+    # tab20 alternates dark/light shades of 10 hues: take the dark ones first, then the light ones
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    return {s: dict(color=cmap(order[i % 20]), marker=MARKERS[(i + i // 20) % len(MARKERS)])
+            for i, s in enumerate(names)}
 
 
 def _save(fig, path: Path) -> Path:
@@ -47,9 +65,9 @@ def runtime_vs_quality(df: pd.DataFrame, dataset: str, out: Path) -> Path | None
 
     hib = metrics.METRICS.get(m).higher_is_better if m in metrics.METRICS else True
     tasks = sorted(sub["task"].astype(str).unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    solvers = sorted(sub["solver"].astype(str).unique())
-    colors = {s: plt.cm.tab10(i % 10) for i, s in enumerate(solvers)}
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.0 * len(tasks) + 2.2, 3.8), squeeze=False)
+    styles = solver_styles(df["solver"])
+    handles = {}
     for ax, t in zip(axes[0], tasks):
         st = sub[sub["task"].astype(str) == t]
         for s, g in st.groupby("solver"):
@@ -57,15 +75,21 @@ def runtime_vs_quality(df: pd.DataFrame, dataset: str, out: Path) -> Path | None
             w = pd.to_numeric(g["wall_per_image_s"], errors="coerce")
             if q.notna().sum() == 0:
                 continue
-            ax.errorbar(w.mean(), q.mean(), xerr=w.std() if len(w) > 1 else None,
-                        yerr=q.std() if q.notna().sum() > 1 else None, fmt="o", color=colors[str(s)],
-                        label=str(s), capsize=3)
-            ax.annotate(str(s), (w.mean(), q.mean()), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            sty = styles[str(s)]
+            h = ax.errorbar(w.mean(), q.mean(), xerr=w.std() if len(w) > 1 else None,
+                            yerr=q.std() if q.notna().sum() > 1 else None, fmt=sty["marker"], color=sty["color"],
+                            markersize=7, markeredgecolor="k", markeredgewidth=0.5, capsize=3, label=str(s))
+            handles.setdefault(str(s), h)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on a short range
         ax.set_xlabel(f"wall time per image (s), {sub['device'].iloc[0] if 'device' in sub else ''}", fontsize=8)
         ax.set_ylabel(f"{m} ({'higher' if hib else 'lower'} is better)")
         ax.set_title(t)
         ax.grid(alpha=0.3)
+    names = sorted(handles)
+    fig.legend([handles[n] for n in names], names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               frameon=False, title="solver", title_fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.suptitle(f"{dataset}: runtime vs {m} (mean ± std over seeds)")
     return _save(fig, out)
 
@@ -126,7 +150,7 @@ def qualitative_grid(df: pd.DataFrame, dataset: str, task: str, out: Path, n_ima
             else:
                 ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
             if i == 0:
-                ax.set_title(name, fontsize=8)
+                ax.set_title(name.replace("--", "\n"), fontsize=7)
     fig.suptitle(f"{dataset} / {task} (seed {seed})", fontsize=9)
     return _save(fig, out)
 
@@ -137,14 +161,16 @@ def seed_spread(df: pd.DataFrame, dataset: str, metric: str, out: Path) -> Path 
         return None
     tasks = sorted(sub["task"].astype(str).unique())
     solvers = sorted(sub["solver"].astype(str).unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(3.0, 0.9 * len(solvers)) * len(tasks) / 1.5 + 1, 3.4),
+    styles = solver_styles(df["solver"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(3.0, 0.45 * len(solvers) + 1.2) * len(tasks), 3.6),
                              squeeze=False)
     for ax, t in zip(axes[0], tasks):
         st = sub[sub["task"].astype(str) == t]
         for i, s in enumerate(solvers):
             v = pd.to_numeric(st[st["solver"].astype(str) == s][metric], errors="coerce").dropna()
             if len(v):
-                ax.plot(np.full(len(v), i) + np.linspace(-0.08, 0.08, len(v)), v, "o", alpha=0.8)
+                ax.plot(np.full(len(v), i) + np.linspace(-0.08, 0.08, len(v)), v, styles[s]["marker"],
+                        color=styles[s]["color"], markeredgecolor="k", markeredgewidth=0.4, alpha=0.9)
                 ax.hlines(v.mean(), i - 0.25, i + 0.25, color="k", lw=1)
         ax.set_xticks(range(len(solvers)))
         ax.set_xticklabels(solvers, rotation=45, ha="right", fontsize=8)

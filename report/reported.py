@@ -82,15 +82,19 @@ def _tol_text(tol: dict) -> str:
     return " or ".join(parts) or "none"
 
 
-def measured(spec: dict, df: pd.DataFrame, cell: dict):
-    """(mean, std, seeds) of our runs for a reported cell, or None when not measured."""
-    from .specs import _seed_filter, select_sweeps
+def measured(spec: dict, df: pd.DataFrame, cell: dict, selection: str | None = None):
+    """(mean, std, seeds) of our runs for a reported cell, or None when not measured.  A swept
+    solver's variant is chosen by ``selection`` (report/specs.py select_sweeps; the tuning split's
+    rows of ``df`` are used only for that)."""
+    from .specs import _seed_filter, select_sweeps, split_frames
 
+    df, tune = split_frames(df)
     sub = df[(df["dataset"].astype(str) == str(cell["dataset"]))]
     if sub.empty or cell["metric"] not in sub:
         return None
     seeds = next((lay.get("seeds") for lay in spec.get("layouts", []) if lay.get("seeds")), spec.get("seeds"))
-    sub, _ = select_sweeps(_seed_filter(sub, seeds), spec)
+    tsub = _seed_filter(tune[tune["dataset"].astype(str) == str(cell["dataset"])], seeds)
+    sub, _ = select_sweeps(_seed_filter(sub, seeds), spec, tsub, selection)
     sub = sub[(sub["task"].astype(str) == str(cell["task"])) & (sub["solver"].astype(str) == str(cell["solver"]))]
     vals = pd.to_numeric(sub[cell["metric"]], errors="coerce").dropna() if len(sub) else pd.Series([], dtype=float)
     vals = vals[vals.map(math.isfinite)]
@@ -99,7 +103,7 @@ def measured(spec: dict, df: pd.DataFrame, cell: dict):
     return float(vals.mean()), (float(vals.std(ddof=1)) if len(vals) > 1 else math.nan), int(len(vals))
 
 
-def compare(specs, df: pd.DataFrame, papers=None) -> pd.DataFrame:
+def compare(specs, df: pd.DataFrame, papers=None, selection: str | None = None) -> pd.DataFrame:
     """One row per reported cell: the paper's value, ours, the difference and whether it reproduces."""
     papers = load_reported() if papers is None else papers
     by_id = {s["id"]: s for s in specs}
@@ -107,7 +111,7 @@ def compare(specs, df: pd.DataFrame, papers=None) -> pd.DataFrame:
     for p in papers:
         for c in p["cells"]:
             spec = by_id.get(c["table"], {"id": c["table"], "layouts": []})
-            got = measured(spec, df, c)
+            got = measured(spec, df, c, selection)
             tol = p["tolerance"].get(c["metric"], {})
             mean, std, n = got if got else (math.nan, math.nan, 0)
             rows.append(dict(paper=p["paper"], table=c["table"], paper_table=c["paper_table"], cell=c["cell"],
@@ -125,18 +129,20 @@ def _num(v, fmt=".4g"):
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
-def render(specs, df: pd.DataFrame, out_dir, papers=None) -> tuple[list, str]:
+def render(specs, df: pd.DataFrame, out_dir, papers=None, selection: str | None = None) -> tuple[list, str]:
     """Write ``tables/<id>__reported.md`` per table with reported cells, and ``reproduction.md``.
     Returns ([(title, path)], index path relative to out_dir)."""
     out_dir = Path(out_dir)
     papers = load_reported() if papers is None else papers
-    cmp_ = compare(specs, df, papers)
+    cmp_ = compare(specs, df, papers, selection)
     written = []
     lines = ["# Reproduction report: the papers' numbers beside ours", "",
              "A cell reproduces when |ours − paper| is within the tolerance of its metric (absolute, or "
              "relative to the paper's value): " +
              "; ".join(f"{m} {_tol_text(t)}" for m, t in sorted(TOLERANCE.items())) + ". Ours is the mean over "
-             "the seeds the regenerated table uses, after its sweep selection.", "",
+             "the seeds the regenerated table uses, after its sweep selection (" +
+             {"tune": "variants chosen on the tuning split", "test": "variants chosen on the test images, as the "
+              "papers did"}.get(selection or "", "the table's protocol") + ").", "",
              "| paper | status | cells reported | measured here | reproduce |", "|---|---|---|---|---|"]
     for p in papers:
         sub = cmp_[cmp_["paper"] == p["paper"]]

@@ -54,31 +54,84 @@ def _caption(spec, extra=""):
     return " ".join(b for b in bits if b)
 
 
-def select_sweeps(sub: pd.DataFrame, spec) -> tuple[pd.DataFrame, str]:
-    """Rows of a swept solver (``sweep_of`` set, dipbench/sweeps.py) replaced by the best variant
-    per task, the way the papers report a sweep; returns (frame, footnote naming the choices).
+def split_frames(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(test rows, tuning rows) of a leaderboard: the tuning split's runs are those of the datasets
+    named `<dataset>.tune` (dipbench/config.py); in the second frame they carry the test dataset's
+    name and ``split`` = 'tune'."""
+    from dipbench.config import split_of
 
-    The selection metric is the spec's ``select_by``, else the first of its metrics with a value
-    for the swept rows (LPIPS is unavailable offline, so PSNR then decides)."""
-    from dipbench.sweeps import best_of_sweep
+    if df.empty or "dataset" not in df:
+        return df, df.iloc[0:0]
+    sp = df["dataset"].astype(str).map(split_of)
+    tune = sp.map(lambda t: t[1] == "tune")
+    out = df[tune].copy()
+    out["dataset"] = sp[tune].map(lambda t: t[0])
+    out["split"] = "tune"
+    return df[~tune].copy(), out
+
+
+def infer_selection(tune: pd.DataFrame | None) -> str:
+    """'tune' when the leaderboard has tuning-split runs, else 'test' (a config's `selection`
+    decides in the report rule; this default serves frames built by hand)."""
+    return "tune" if tune is not None and len(tune) else "test"
+
+
+def selection_note(selection: str, metric: str | None, picks: str, tune: pd.DataFrame | None = None,
+                   dataset: str | None = None) -> str:
+    if selection == "tune":
+        n = ""
+        if tune is not None and dataset is not None and "n_images" in tune:
+            k = pd.to_numeric(tune.loc[tune["dataset"].astype(str) == dataset, "n_images"], errors="coerce").max()
+            n = f" ({int(k)} images of {dataset}.tune, disjoint from the test images, same seeds)" if k == k else ""
+        return (f"Selection (tuning split): each swept solver shows the variant with the best mean {metric} on "
+                f"the tuning split{n}, reported on the test images: {picks}.")
+    return (f"Selection (test, the papers' protocol): swept solvers show their best variant per task by mean "
+            f"{metric} over seeds on the reported test images themselves (best of sweep, optimistic): {picks}.")
+
+
+def select_sweeps(sub: pd.DataFrame, spec, tune: pd.DataFrame | None = None,
+                  selection: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Rows of a swept solver (``sweep_of`` set, dipbench/sweeps.py) replaced by the chosen variant
+    per task; returns (frame, footnote naming the protocol and the choices).
+
+    selection 'tune': chosen on ``tune`` (the tuning split's rows, dataset named as in ``sub``),
+    never on ``sub``'s scores; 'test': chosen on ``sub`` itself (the papers' best of sweep);
+    None: 'tune' when ``tune`` has rows, else 'test'.  The selection metric is the spec's
+    ``select_by``, else the first of its metrics with a value for the swept rows of the frame the
+    choice is made on (LPIPS is unavailable offline, so PSNR then decides)."""
+    from dipbench.sweeps import select_variants
 
     if "sweep_of" not in sub:
         return sub, ""
     swept = sub["sweep_of"].notna() & (sub["sweep_of"].astype(str) != "")
     if not swept.any():
         return sub, ""
+    selection = selection or infer_selection(tune)
+    src = sub if selection == "test" else (tune if tune is not None else sub.iloc[0:0])
+    src_swept = src[src["sweep_of"].notna() & (src["sweep_of"].astype(str) != "")] if "sweep_of" in src else src.iloc[0:0]
     cands = [spec["select_by"]] if spec.get("select_by") else list(spec.get("metrics", ["psnr"]))
-    metric = next((m for m in cands if m in sub and pd.to_numeric(sub.loc[swept, m], errors="coerce").notna().any()), None)
+    metric = next((m for m in cands if m in src_swept and pd.to_numeric(src_swept[m], errors="coerce").notna().any()),
+                  None)
+    names = sorted(set(sub.loc[swept, "sweep_of"].astype(str)))
     if metric is None:
-        return sub, f"Sweeps {sorted(set(sub.loc[swept, 'sweep_of'].astype(str)))}: no {cands} value to select by."
-    frame = sub.copy()
-    frame[metric] = pd.to_numeric(frame[metric], errors="coerce")
-    out = best_of_sweep(frame, metric, higher_is_better(metric, spec.get("better")))
+        where = "on the tuning split (no tuning runs in this leaderboard)" if selection == "tune" and src_swept.empty \
+            else f"(no {cands} value {'on the tuning split' if selection == 'tune' else ''})"
+        return sub[~swept], f"Sweeps {names}: not shown, no variant could be chosen {where}."
+    frame, tframe = sub.copy(), src.copy()  # with selection 'tune', no score of `sub` is read here
+    tframe[metric] = pd.to_numeric(tframe[metric], errors="coerce")
+    if selection == "test":
+        frame = tframe
+    out, choice = select_variants(frame, tframe if selection == "tune" else None, metric,
+                                  higher_is_better(metric, spec.get("better")), selection)
     chosen = (out[out["variant"].astype(str) != out["solver"].astype(str)]
               [["solver", "task", "variant"]].drop_duplicates().sort_values(["solver", "task"]))
     picks = "; ".join(f"{r.solver} / {r.task}: {r.variant}" for r in chosen.itertuples())
-    return out, (f"Swept solvers show their best variant per task by mean {metric} over seeds "
-                 f"(best of sweep, as the papers report): {picks}.")
+    missing = sorted({(str(r.sweep_of), str(r.task)) for r in sub[swept].itertuples()} -
+                     {(str(r.solver), str(r.task)) for r in chosen.itertuples()})
+    note = selection_note(selection, metric, picks or "none", tune, str(sub["dataset"].iloc[0]) if len(sub) else None)
+    if missing:
+        note += " No choice (no score to choose by), not shown: " + ", ".join(f"{a} / {b}" for a, b in missing) + "."
+    return out, note
 
 
 GROUP_SEP = "\x1f"  # joins a row group label and a solver name inside a layout's frame
@@ -116,7 +169,8 @@ def _column_frame(sub: pd.DataFrame, label: str, task: str) -> pd.DataFrame:
     return part
 
 
-def layout_frame(spec: dict, lay: dict, df: pd.DataFrame, dataset: str):
+def layout_frame(spec: dict, lay: dict, df: pd.DataFrame, dataset: str, tune: pd.DataFrame | None = None,
+                 selection: str | None = None):
     """Resolve one layout on one dataset: (frame with task = column label and solver = row name,
     rows [(label, name)], columns [(label, label)], rows absent, tasks absent, sweep note).
 
@@ -124,8 +178,10 @@ def layout_frame(spec: dict, lay: dict, df: pd.DataFrame, dataset: str):
     or "*"), or ``row_groups`` ({group label: {column label: task}}): the same rows repeated per
     group, each group reading its own tasks under shared column labels (MAP-GA Table 3: masks as
     columns, one group of rows per noise level)."""
-    sub = _seed_filter(df[df["dataset"].astype(str) == dataset], lay.get("seeds", spec.get("seeds")))
-    sub, sweep_note = select_sweeps(sub, spec)
+    seeds = lay.get("seeds", spec.get("seeds"))
+    sub = _seed_filter(df[df["dataset"].astype(str) == dataset], seeds)
+    tsub = None if tune is None else _seed_filter(tune[tune["dataset"].astype(str) == dataset], seeds)
+    sub, sweep_note = select_sweeps(sub, spec, tsub, selection)
     present_tasks = _sorted_unique(sub["task"])
     rows, rows_absent = _pairs(lay.get("rows", "*"), _sorted_unique(sub["solver"]))
     if lay.get("row_groups"):
@@ -190,13 +246,29 @@ def protocol_notes(frame: pd.DataFrame, rows) -> list[str]:
         if m.any():
             notes.append(f"Projected onto the measurement subspace, x ← x − A⁺(Ax − y), after solving: {who(m)}.")
     if "oracle" in sub:
-        o = sub["oracle"].fillna("").astype(str)
+        o = sub["oracle"].astype(object).where(sub["oracle"].notna(), "").astype(str)
         for text in sorted(set(o[o != ""])):
             notes.append(f"ORACLE (uses the ground truth; not a fair comparison): {who(o == text)}: {text}.")
     return notes
 
 
-def render_grid_spec(spec, df, out_dir):
+def shown_metrics(frame: pd.DataFrame, metrics) -> tuple[list, str]:
+    """(metrics with a value somewhere in the frame, a sentence naming the others once): a metric
+    that no run of the table could compute here (LPIPS / FID offline) is left out rather than shown
+    as a column of dashes; if none has a value, all are kept (the dashes then say why)."""
+    from .tables import METRIC_LABELS, unavailable_reasons
+
+    have = [m for m in metrics if m in frame and pd.to_numeric(frame[m], errors="coerce").notna().any()]
+    if not have or len(have) == len(metrics):
+        return list(metrics), ""
+    reasons = unavailable_reasons(frame)
+    gone = [m for m in metrics if m not in have]
+    why = "; ".join(f"{METRIC_LABELS.get(m, m)}: {reasons[m]}" if m in reasons else
+                    f"{METRIC_LABELS.get(m, m)}: not computed in these runs" for m in gone)
+    return have, f"Not shown (no value in these runs): {why}."
+
+
+def render_grid_spec(spec, df, out_dir, tune=None, selection=None, collect=None):
     entries, reasons = [], []
     datasets = _sorted_unique(df["dataset"])
     for lay in spec.get("layouts", []):
@@ -206,7 +278,7 @@ def render_grid_spec(spec, df, out_dir):
             reasons.append(f"datasets {ds_sel} not in the leaderboard")
             continue
         for d in ds:
-            frame, rows, cols, rows_absent, cols_absent, sweep_note = layout_frame(spec, lay, df, d)
+            frame, rows, cols, rows_absent, cols_absent, sweep_note = layout_frame(spec, lay, df, d, tune, selection)
             if not cols or not rows:
                 reasons.append(f"{d}: none of the tasks {cols_absent} ran" if not cols
                                else f"{d}: none of the solvers {rows_absent} ran")
@@ -217,21 +289,27 @@ def render_grid_spec(spec, df, out_dir):
                 dropped = ("Not in this run (dropped): " + ", ".join(
                     ([f"solvers {rows_absent}"] if rows_absent else []) +
                     ([f"tasks {sorted(set(cols_absent))}"] if cols_absent else [])) + ".")
+            metrics, not_shown = shown_metrics(frame, lay.get("metrics", spec.get("metrics", ["psnr"])))
             notes = protocol_notes(frame, rows)
             head = lay.get("title", spec.get("title", spec["id"]))
             title = f"{head} — {d} (mean ± std over {seeds} seed(s))"
-            extra = " ".join(b for b in (lay.get("what", ""), dropped, sweep_note, *notes) if b)
+            sel = sweep_note or "Selection: no swept solver in this table (each row is one configuration)."
+            extra = " ".join(b for b in (lay.get("what", ""), dropped, not_shown, sel, *notes) if b)
             if lay.get("title"):  # an analogue (e.g. the embedded data): say what it mirrors, not the paper's setup
                 caption = " ".join(b for b in (f"Mirrors {spec.get('paper', spec['id'])} "
                                                f"({spec.get('title', '')}).", extra) if b)
             else:
                 caption = _caption(spec, extra)
-            grid = build_grid(frame, rows, cols, lay.get("metrics", spec.get("metrics", ["psnr"])), title=title,
+            grid = build_grid(frame, rows, cols, metrics, title=title,
                               caption=caption, formats=spec.get("formats"),
-                              better=spec.get("better"), spread=spec.get("spread", "std"))
+                              better=spec.get("better"), spread=spec.get("spread", "std"), names=(spec["id"], d))
             stem = f"{spec['id']}__{d}"
             md, tex = _write(out_dir, stem, grid_markdown(grid), grid_latex(grid, f"tab:{stem}"))
-            entries.append((f"{spec.get('paper', spec['id'])}: {head} — {d}", md, tex))
+            title_short = f"{spec.get('paper', spec['id'])}: {head} — {d}"
+            entries.append((title_short, md, tex))
+            if collect is not None:
+                collect.append(dict(spec=spec, dataset=d, grid=grid, stem=stem, md=md, tex=tex, title=title_short,
+                                    selection=sweep_note))
         if entries:
             break  # the first layout that renders wins (paper datasets before the embedded stand-in)
     return entries, reasons
@@ -306,51 +384,67 @@ def _fmt_param(v) -> str:
     return str(v)
 
 
+def hparams_long(spec, sub: pd.DataFrame) -> list[tuple[str, dict]]:
+    """[(solver label, {parameter: {task or 'all tasks': value}})] from the runs' run.json params
+    (the first seed of each task); a parameter with one value on every task shows it once."""
+    lay = (spec.get("layouts") or [{}])[0]
+    solvers, _ = _pairs(lay.get("rows", "*"), _sorted_unique(sub["solver"]))
+    out = []
+    for label, s in solvers:
+        per_task = {}
+        for t, g in sub[sub["solver"].astype(str) == s].groupby("task"):
+            params = _run_params(g.sort_values("seed")["run_dir"].iloc[0])
+            if params is not None:
+                per_task[str(t)] = {k: _fmt_param(v) for k, v in params.items()}
+        if not per_task:
+            continue
+        keys = list(dict.fromkeys(k for p in per_task.values() for k in p))
+        table = {}
+        for k in keys:
+            vals = {t: p.get(k, "–") for t, p in per_task.items()}
+            table[k] = {"all tasks": next(iter(vals.values()))} if len(set(vals.values())) == 1 else vals
+        out.append((label, table))
+    return out
+
+
 def render_hparams_spec(spec, df, out_dir):
+    """One small table per solver (parameter | value, or one value column per task where they
+    differ) in Markdown; a long three-column table (solver, parameter, value) in LaTeX."""
+    from .tables import _tex
+
     entries, reasons = [], []
     if "run_dir" not in df:
         return entries, ["the leaderboard has no run_dir column"]
     for d in _sorted_unique(df["dataset"]):
         sub = df[df["dataset"].astype(str) == d]
-        rows_out, keys = [], []
-        lay = (spec.get("layouts") or [{}])[0]
-        solvers, _ = _pairs(lay.get("rows", "*"), _sorted_unique(sub["solver"]))
-        for label, s in solvers:
-            per_task = {}
-            for t, g in sub[sub["solver"].astype(str) == s].groupby("task"):
-                params = _run_params(g.sort_values("seed")["run_dir"].iloc[0])
-                if params is not None:
-                    per_task[str(t)] = {k: _fmt_param(v) for k, v in params.items()}
-            if not per_task:
-                continue
-            vals = list(per_task.values())
-            groups = {"all": vals[0]} if all(v == vals[0] for v in vals) else per_task
-            for t, p in groups.items():
-                rows_out.append((label, t, p))
-                keys += [k for k in p if k not in keys]
-        if not rows_out:
+        solvers = hparams_long(spec, sub)
+        if not solvers:
             reasons.append(f"{d}: no run.json found")
             continue
-        table = pd.DataFrame([[lab, t] + [p.get(k, "") for k in keys] for lab, t, p in rows_out],
-                             columns=["Solver", "Task"] + keys)
         title = f"{spec.get('title', 'Hyperparameters')} — {d}"
-        md = "\n".join([f"### {title}", "", _caption(spec), "",
-                        table.to_markdown(index=False, disable_numparse=True), ""]) + "\n"
-        from .tables import _latex_escape
-
-        ncol = len(table.columns)
-        lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{_latex_escape(title)}}}",
-                 rf"\label{{tab:{spec['id']}__{d}}}", r"\begin{tabular}{" + "ll" + "c" * (ncol - 2) + "}",
-                 r"\toprule", " & ".join(_latex_escape(str(c)) for c in table.columns) + r" \\", r"\midrule"]
-        lines += [" & ".join(_latex_escape(str(v)) for v in r) + r" \\" for r in table.itertuples(index=False)]
-        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        md = [f"### {title}", "", _caption(spec), ""]
+        lines = [r"\begin{longtable}{lll}", rf"\caption{{{_tex(title)}}}\label{{tab:{spec['id']}__{d}}}\\",
+                 r"\toprule", r"Solver & Parameter & Value \\", r"\midrule", r"\endhead"]
+        for label, table in solvers:
+            cols = list(dict.fromkeys(t for v in table.values() for t in v))
+            if cols != ["all tasks"]:
+                cols = [c for c in cols if c != "all tasks"]
+            rows = [[k] + [v.get(c, v.get("all tasks", "–")) for c in cols] for k, v in table.items()]
+            md += [f"#### {label}", "",
+                   pd.DataFrame(rows, columns=["Parameter"] + (["Value"] if cols == ["all tasks"] else cols))
+                   .to_markdown(index=False, disable_numparse=True), ""]
+            for i, (k, v) in enumerate(table.items()):
+                val = v["all tasks"] if list(v) == ["all tasks"] else "; ".join(f"{t}: {x}" for t, x in v.items())
+                lines.append(" & ".join([_tex(label) if i == 0 else "", _tex(k), _tex(val)]) + r" \\")
+            lines.append(r"\midrule" if label != solvers[-1][0] else r"\bottomrule")
+        lines.append(r"\end{longtable}")
         stem = f"{spec['id']}__{d}"
-        md_p, tex_p = _write(out_dir, stem, md, "\n".join(lines) + "\n")
+        md_p, tex_p = _write(out_dir, stem, "\n".join(md) + "\n", "\n".join(lines) + "\n")
         entries.append((f"{spec.get('paper', spec['id'])}: {spec.get('title', '')} — {d}", md_p, tex_p))
     return entries, reasons
 
 
-def render_gmm_spec(spec, df, out_dir, results):
+def render_gmm_spec(spec, df, out_dir, results, collect=None):
     paths = [Path(str(p).format(results=results)) for p in spec.get("csv", [])]
     paths = [p if p.is_absolute() or p.exists() else ROOT / p for p in paths]
     found = next((p for p in paths if p.is_file()), None)
@@ -370,19 +464,29 @@ def render_gmm_spec(spec, df, out_dir, results):
     rows += [(s, s) for s in extra]
     reps = frame["seed"].nunique()
     meta = g.iloc[0]
-    title = (f"{spec.get('title', 'GMM')} (d_y = {meta.get('d_y', '?')}, sigma_y = {meta.get('sigma_y', '?')}, "
-             f"{meta.get('samples', '?')} samples; mean ± "
+    setup = ", ".join(f"{lab} = {meta[k]}" if lab else f"{meta[k]} samples"
+                      for k, lab in (("d_y", "d_y"), ("sigma_y", "σ_y"), ("samples", "")) if k in meta)
+    title = (f"{spec.get('title', 'GMM')} ({setup + '; ' if setup else ''}mean ± "
              f"{'95% CI' if spec.get('spread') == 'ci95' else 'std'} over {reps} replicates)")
     grid = build_grid(frame, rows, cols, spec.get("metrics", ["sw"]), title=title,
                       caption=_caption(spec, f"Source: `{found}`."), formats=spec.get("formats"),
                       better=spec.get("better"), spread=spec.get("spread", "std"))
     stem = f"{spec['id']}__gmm25"
     md, tex = _write(out_dir, stem, grid_markdown(grid), grid_latex(grid, f"tab:{stem}"))
-    return [(f"{spec.get('paper', spec['id'])}: {spec.get('title', '')}", md, tex)], []
+    title_short = f"{spec.get('paper', spec['id'])}: {spec.get('title', '')}"
+    if collect is not None:
+        collect.append(dict(spec=spec, dataset="gmm25", grid=grid, stem=stem, md=md, tex=tex, title=title_short,
+                            selection=""))
+    return [(title_short, md, tex)], []
 
 
-def render_specs(specs, df, out_dir, results):
+def render_specs(specs, df, out_dir, results, selection=None, collect=None):
+    """Every spec rendered to tables/<id>__<dataset>.md/.tex.  ``df``: the leaderboard (the tuning
+    split's rows, `<dataset>.tune`, are split off and used only to choose sweep variants);
+    ``selection``: the config's protocol ('tune' or 'test'; None: 'tune' when there are tuning
+    rows); ``collect``: a list that receives each grid table (for the HTML pages)."""
     out_dir = Path(out_dir)
+    df, tune = split_frames(df)
     entries, skipped = [], []
     for spec in specs:
         kind = spec.get("kind", "grid")
@@ -390,13 +494,12 @@ def render_specs(specs, df, out_dir, results):
             if kind == "hyperparams":
                 e, r = render_hparams_spec(spec, df, out_dir)
             elif kind == "gmm_csv":
-                e, r = render_gmm_spec(spec, df, out_dir, results)
+                e, r = render_gmm_spec(spec, df, out_dir, results, collect)
             else:
-                e, r = render_grid_spec(spec, df, out_dir)
+                e, r = render_grid_spec(spec, df, out_dir, tune, selection, collect)
         except Exception as ex:  # one bad spec must not take the report down; say so in index.md
             e, r = [], [f"error while rendering: {type(ex).__name__}: {ex}"]
         entries += e
         if not e:
             skipped.append((spec.get("id"), spec.get("paper", ""), "; ".join(r) or "nothing to show"))
     return entries, skipped
-

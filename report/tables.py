@@ -1,8 +1,12 @@
-"""Paper-style tables from the leaderboard: mean +- std over seeds, best per column in bold.
+"""Paper-style tables from the leaderboard: mean +- std over seeds, best per column in bold, and
+the paired comparison of every cell with the column's best (report/stats.py).
 
-Rendered to Markdown (tabulate, through pandas) and LaTeX (booktabs, through pandas' Styler).
-Cells: per seed the mean over images, then mean and standard deviation across seeds; a cell
-whose runs diverged or whose metric is unavailable shows a dash with a footnote mark.
+Rendered to Markdown (tabulate, through pandas), LaTeX (booktabs, every symbol as a LaTeX macro)
+and HTML (report/html.py).  Cells: per seed the mean over images, then mean and standard
+deviation across seeds; beside it, where the runs have per-image scores, the 95% interval of
+the paired difference to the column's best and a mark when the two are not significantly
+different; a cell whose runs diverged or whose metric is unavailable shows a dash with a
+footnote mark.
 """
 from __future__ import annotations
 
@@ -13,90 +17,15 @@ import pandas as pd
 DIVERGED, UNAVAILABLE = "†", "‡"
 
 
-def cell_stats(df: pd.DataFrame, rows: str, cols: str, metric: str) -> pd.DataFrame:
-    g = df.groupby([rows, cols])
-    out = g[metric].agg(["mean", "std", "count"])
-    out["diverged"] = g["n_diverged"].sum() if "n_diverged" in df else 0
-    out["seeds"] = g["seed"].nunique()
-    return out.reset_index()
-
-
-def fmt_cell(mean, std, digits: int, bold: bool) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "–"
-    s = f"{mean:.{digits}f}"
-    if std is not None and not (isinstance(std, float) and math.isnan(std)):
-        s += f" ± {std:.{digits}f}"
-    return f"**{s}**" if bold else s
-
-
-def build_table(df: pd.DataFrame, metric: str, higher_is_better: bool, rows: str = "solver",
-                cols: str = "task", digits: int = 3, row_order=None, col_order=None):
-    """Returns (display DataFrame of strings, raw means DataFrame, footnotes list)."""
-    st = cell_stats(df, rows, cols, metric)
-    means = st.pivot(index=rows, columns=cols, values="mean")
-    stds = st.pivot(index=rows, columns=cols, values="std")
-    div = st.pivot(index=rows, columns=cols, values="diverged")
-    if row_order:
-        means, stds, div = (t.reindex([r for r in row_order if r in t.index]) for t in (means, stds, div))
-    if col_order:
-        means, stds, div = (t[[c for c in col_order if c in t.columns]] for t in (means, stds, div))
-    notes = set()
-    shown = pd.DataFrame(index=means.index, columns=means.columns, dtype=object)
-    for c in means.columns:
-        col = means[c]
-        best = col.max() if higher_is_better else col.min()
-        for r in means.index:
-            m, s = col[r], stds.loc[r, c]
-            txt = fmt_cell(m, s, digits, bold=(not math.isnan(m) and m == best))
-            if div.loc[r, c] and div.loc[r, c] > 0:
-                txt += DIVERGED
-                notes.add(f"{DIVERGED} some images diverged (non-finite output); the mean is over the rest.")
-            if isinstance(m, float) and math.isnan(m):
-                unavail = df[(df[rows] == r) & (df[cols] == c)].get("unavailable")
-                if unavail is not None and unavail.fillna("").astype(str).str.contains(metric).any():
-                    txt = "–" + UNAVAILABLE
-                    notes.add(f"{UNAVAILABLE} metric unavailable here (see the leaderboard's 'unavailable' column "
-                              f"for the reason and the prefetch command).")
-            shown.loc[r, c] = txt
-    return shown, means, sorted(notes)
-
-
-def to_markdown(shown: pd.DataFrame, title: str, notes, caption: str = "") -> str:
-    body = shown.reset_index().to_markdown(index=False)
-    parts = [f"### {title}", "", caption, "", body, ""] if caption else [f"### {title}", "", body, ""]
-    parts += [f"{n}  " for n in notes]
-    return "\n".join(parts) + "\n"
+_ESC = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "{": r"\{", "}": r"\}",
+        "$": r"\$", "^": r"\^{}", "~": r"\textasciitilde{}"}
 
 
 def _latex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
-        s = s.replace(a, b)
-    return s
+    """Plain text -> LaTeX text (the characters LaTeX treats specially, escaped in one pass)."""
+    import re
 
-
-def to_latex(shown: pd.DataFrame, title: str, notes, label: str) -> str:
-    def conv(s):
-        s = str(s)
-        bold = s.startswith("**")
-        s = s.strip("*").replace("±", r"$\pm$").replace(DIVERGED, r"$^\dagger$").replace(UNAVAILABLE, r"$^\ddagger$")
-        s = s.replace("–", "--")
-        return r"\textbf{" + s + "}" if bold else s
-
-    body = shown.map(conv)
-    body.index = [_latex_escape(str(i)) for i in body.index]
-    body.columns = [_latex_escape(str(c)) for c in body.columns]
-    body.index.name = _latex_escape(str(shown.index.name or ""))
-    tex = body.style.to_latex(hrules=True, column_format="l" + "c" * len(body.columns))
-    marks = {DIVERGED: r"$^\dagger$", UNAVAILABLE: r"$^\ddagger$"}
-    foot = ""
-    for n in notes:
-        n = _latex_escape(n)
-        for k, v in marks.items():
-            n = n.replace(k, v)
-        foot += "\\footnotesize " + n + "\\par\n"
-    return (f"\\begin{{table}}[t]\n\\centering\n\\caption{{{_latex_escape(title)}}}\n\\label{{{label}}}\n"
-            f"{tex}{foot}\\end{{table}}\n")
+    return re.sub(r"[\\_%&#{}$^~]", lambda m: _ESC[m.group(0)], s)
 
 
 # ============================================================================ grid tables (specs)
@@ -147,37 +76,55 @@ def unavailable_reasons(df: pd.DataFrame) -> dict:
     return out
 
 
+SAME = "≈"  # not significantly different from the column's best (report/stats.py)
+
+
 class Grid:
-    """A rendered-agnostic grid table: ``cells[(row, group, metric)] = dict(text, bold, marks)``."""
+    """A rendered-agnostic grid table: ``cells[(row, group, metric)]`` = dict(text, bold, marks,
+    mean, std, seeds, fmt, runs, and where per-image scores allow: ci (lo, hi), p_adj, same)."""
 
     def __init__(self, title, rows, groups, metrics, cells, notes, caption=""):
         self.title, self.rows, self.groups, self.metrics = title, rows, groups, metrics
         self.cells, self.notes, self.caption = cells, notes, caption
+        self.hib, self.stats = {}, False
 
     def columns(self):
         return [(g, m) for g in self.groups for m in self.metrics]
 
 
+def ci_text(cell: dict, minus: str = "−") -> str:
+    """'[Δ lo, hi]' of a cell with an interval, '' otherwise."""
+    if not cell.get("ci"):
+        return ""
+    lo, hi = cell["ci"]
+    f = cell.get("fmt", ".3f")
+    return f"[Δ {lo:{f}}, {hi:{f}}]".replace("-", minus)
+
+
 def build_grid(df: pd.DataFrame, rows, groups, metrics, title: str = "", caption: str = "",
                formats: dict | None = None, better: dict | None = None, row_key: str = "solver",
-               col_key: str = "task", spread: str = "std") -> Grid:
+               col_key: str = "task", spread: str = "std", stats: bool = True, names=()) -> Grid:
     """rows / groups: lists of (label, name) matched against ``df[row_key]`` / ``df[col_key]``.
     spread: ``std`` (sample std over seeds) or ``ci95`` (95% confidence half-width of the mean,
-    t distribution: t_{0.975, n-1} std / sqrt(n))."""
+    t distribution: t_{0.975, n-1} std / sqrt(n)).  stats: compare every cell with its column's
+    best by the paired bootstrap (report/stats.py) where the rows have ``run_dir`` with per-image
+    scores; ``names`` seed its generator (e.g. the dataset and table id)."""
     if spread not in ("std", "ci95"):
         raise ValueError(f"spread must be 'std' or 'ci95', got {spread!r}")
     formats = {**DEFAULT_FORMATS, **(formats or {})}
     reasons = unavailable_reasons(df)
     cells, notes = {}, {}
     hib = {m: higher_is_better(m, better) for m in metrics}
-    means = {}
+    means, subs = {}, {}
     for rl, rn in rows:
         for gl, gn in groups:
             sub = df[(df[row_key].astype(str) == str(rn)) & (df[col_key].astype(str) == str(gn))]
+            subs[(rl, gl)] = sub
             div = bool(len(sub)) and (("n_diverged" in sub and sub["n_diverged"].fillna(0).sum() > 0)
                                       or ("status" in sub and (sub["status"] == "diverged").any()))
             for m in metrics:
-                marks, text, mean = "", "–", math.nan
+                marks, text, mean, std, n = "", "–", math.nan, math.nan, 0
+                fmt = formats.get(m, ".3f")
                 if sub.empty:
                     marks = NOT_RUN
                     notes[NOT_RUN] = f"{NOT_RUN} not run in this configuration."
@@ -188,6 +135,7 @@ def build_grid(df: pd.DataFrame, rows, groups, metrics, title: str = "", caption
                 else:
                     vals = pd.to_numeric(sub[m], errors="coerce")
                     vals = vals[vals.map(lambda v: math.isfinite(v) if isinstance(v, float) else False)]
+                    n = len(vals)
                     if len(vals):
                         mean = float(vals.mean())
                         std = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
@@ -195,7 +143,6 @@ def build_grid(df: pd.DataFrame, rows, groups, metrics, title: str = "", caption
                             from scipy.stats import t as _t
 
                             std *= float(_t.ppf(0.975, len(vals) - 1)) / math.sqrt(len(vals))
-                        fmt = formats.get(m, ".3f")
                         text = f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if not math.isnan(std) else "")
                         if div:
                             marks = DIVERGED
@@ -208,8 +155,11 @@ def build_grid(df: pd.DataFrame, rows, groups, metrics, title: str = "", caption
                     if marks == DIVERGED:
                         notes[DIVERGED] = (f"{DIVERGED} some images (or seeds) diverged: non-finite output; "
                                            f"the mean is over the finite ones, '–' where none is.")
-                cells[(rl, gl, m)] = dict(text=text, bold=False, marks=marks)
+                runs = list(sub["run_dir"].astype(str)) if "run_dir" in sub else []
+                cells[(rl, gl, m)] = dict(text=text, bold=False, marks=marks, mean=mean, std=std, seeds=n,
+                                          fmt=fmt, runs=runs, seed_list=list(sub["seed"]) if "seed" in sub else [])
                 means[(rl, gl, m)] = mean
+    compared = set()
     for gl, _ in groups:
         for m in metrics:
             col = [means[(rl, gl, m)] for rl, _ in rows if not math.isnan(means[(rl, gl, m)])]
@@ -219,27 +169,51 @@ def build_grid(df: pd.DataFrame, rows, groups, metrics, title: str = "", caption
             for rl, _ in rows:
                 if means[(rl, gl, m)] == best:
                     cells[(rl, gl, m)]["bold"] = True
+            if stats and m not in LOWER_BETTER:
+                compared |= _compare(cells, subs, rows, gl, m, best, means, hib[m], names)
+    if compared:
+        from .stats import describe
+
+        notes["~" + SAME] = describe(methods=compared)
     order = [DIVERGED, UNAVAILABLE, NOT_RUN, NOT_COMPUTED]
     keys = sorted(notes, key=lambda k: (order.index(k[0]) if k[0] in order else 9, k))
     grid = Grid(title, [r for r, _ in rows], [g for g, _ in groups], list(metrics), cells,
                 [notes[k] for k in keys], caption)
-    grid.hib = hib
+    grid.hib, grid.stats = hib, compared
     return grid
+
+
+def _compare(cells, subs, rows, gl, m, best, means, hib, names) -> set:
+    """Paired comparison of every row of column (gl, m) with its best row (report/stats.py); fills
+    ci / p_adj / same in the cells.  Returns the interval methods used (empty: no per-image scores)."""
+    from .stats import compare_column, per_image
+
+    ref = next(rl for rl, _ in rows if means[(rl, gl, m)] == best)
+    mats = {rl: per_image(subs[(rl, gl)], m) if not math.isnan(means[(rl, gl, m)]) else None for rl, _ in rows}
+    if mats.get(ref) is None:
+        return set()
+    res = compare_column(mats, ref, (*names, gl, m))
+    for rl, r in res.items():
+        c = cells[(rl, gl, m)]
+        c.update(ci=(r["lo"], r["hi"]), p_adj=r["p_adj"], same=r["same"], diff=r["diff"], n_images=r["n"],
+                 method=r["method"])
+        if r["same"] and not c["bold"]:
+            c["marks"] = SAME + c["marks"]
+    cells[(ref, gl, m)]["reference"] = True
+    return {r["method"] for r in res.values()}
+
+
+def _cell_md(c: dict) -> str:
+    t = f"**{c['text']}**" if c["bold"] else c["text"]
+    ci = ci_text(c)
+    return t + (f" {ci}" if ci else "") + c["marks"]
 
 
 def grid_markdown(grid: Grid) -> str:
     one_group = len(grid.groups) == 1 and len(grid.metrics) > 1
     header = ["Solver"] + [metric_label(m, grid.hib[m]) if one_group else
-                           (f"{g} {metric_label(m, grid.hib[m])}" if len(grid.metrics) > 1 else
-                            f"{g} {metric_label(m, grid.hib[m])}") for g, m in grid.columns()]
-    body = []
-    for r in grid.rows:
-        line = [r]
-        for g, m in grid.columns():
-            c = grid.cells[(r, g, m)]
-            t = f"**{c['text']}**" if c["bold"] else c["text"]
-            line.append(t + c["marks"])
-        body.append(line)
+                           f"{g} {metric_label(m, grid.hib[m])}" for g, m in grid.columns()]
+    body = [[r] + [_cell_md(grid.cells[(r, g, m)]) for g, m in grid.columns()] for r in grid.rows]
     table = pd.DataFrame(body, columns=header).to_markdown(index=False, disable_numparse=True)
     parts = [f"### {grid.title}", ""]
     if grid.caption:
@@ -250,9 +224,9 @@ def grid_markdown(grid: Grid) -> str:
 
 def _tex(s: str) -> str:
     s = _latex_escape(str(s))
-    for a, b in (("±", r"$\pm$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"), ("–", "--"),
+    for a, b in (("±", r"$\pm$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"), ("–", "--"), ("—", "---"),
                  (DIVERGED, r"$^\dagger$"), (UNAVAILABLE, r"$^\ddagger$"), (NOT_RUN, r"$^\S$"),
-                 (NOT_COMPUTED, r"$^\P$"), ("~", r"\textasciitilde{}")):
+                 (NOT_COMPUTED, r"$^\P$"), (SAME, r"$^{\approx}$")):
         s = s.replace(a, b)
     for a, b in UNICODE_TEX.items():  # the papers' labels (ΠGDM, σ_y, SR ×4, x₀.₅) for pdflatex
         s = s.replace(a, b)
@@ -261,7 +235,17 @@ def _tex(s: str) -> str:
 
 UNICODE_TEX = {"σ": r"$\sigma$", "Π": r"$\Pi$", "η": r"$\eta$", "×": r"$\times$", "·": r"$\cdot$",
                "∈": r"$\in$", "⁺": r"$^{+}$", "−": "-", "←": r"$\leftarrow$", "₀": r"$_{0}$",
-               "₅": r"$_{5}$", "≤": r"$\leq$", "≥": r"$\geq$", "°": r"$^{\circ}$"}
+               "₅": r"$_{5}$", "≤": r"$\leq$", "≥": r"$\geq$", "°": r"$^{\circ}$", "Δ": r"$\Delta$",
+               "α": r"$\alpha$", "λ": r"$\lambda$", "ε": r"$\varepsilon$", "μ": r"$\mu$", "τ": r"$\tau$",
+               "…": r"\dots{}", "→": r"$\rightarrow$", "²": r"$^{2}$", "’": "'", "“": "``", "”": "''"}
+
+
+def _tex_ci(c: dict) -> str:
+    if not c.get("ci"):
+        return ""
+    lo, hi = c["ci"]
+    f = c.get("fmt", ".3f")
+    return rf" {{\scriptsize[$\Delta$ ${lo:{f}}$, ${hi:{f}}$]}}"
 
 
 def grid_latex(grid: Grid, label: str) -> str:
@@ -269,7 +253,8 @@ def grid_latex(grid: Grid, label: str) -> str:
     nm = len(grid.metrics)
     ncol = 1 + len(grid.groups) * nm
     spec = "l" + "".join("c" * nm for _ in grid.groups)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{_tex(grid.title)}}}",
+    lines = [r"% needs \usepackage{booktabs}", r"\begin{table}[t]", r"\centering", r"\small",
+             rf"\caption{{{_tex(grid.title)}}}",
              rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
     if nm > 1 or len(grid.groups) > 1:
         head = [""] + [rf"\multicolumn{{{nm}}}{{c}}{{{_tex(g)}}}" if nm > 1 else _tex(g) for g in grid.groups]
@@ -284,7 +269,7 @@ def grid_latex(grid: Grid, label: str) -> str:
         for g, m in grid.columns():
             c = grid.cells[(r, g, m)]
             t = _tex(c["text"])
-            row.append((rf"\textbf{{{t}}}" if c["bold"] else t) + _tex(c["marks"]))
+            row.append((rf"\textbf{{{t}}}" if c["bold"] else t) + _tex_ci(c) + _tex(c["marks"]))
         lines.append(" & ".join(row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if grid.caption:

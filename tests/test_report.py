@@ -184,3 +184,6 @@ def test_report_rule_on_ci_config_writes_every_declared_file(tmp_path):
     assert "lr_scale" in hp and "eta_b" in hp                                       # from run.json params
     cost = (rep / "tables" / "vml_map_cost__skimage32_gauss.md").read_text()
     assert "s / image" in cost and "NFE" in cost and "peak MiB" in cost
+    from helpers import compile_latex_tables
+
+    compile_latex_tables(rep / "tables", tmp_path)          # every .tex table, hyper-parameters included

@@ -1,4 +1,4 @@
-"""End to end: the ci config through Snakemake, outputs where DESIGN.md says, and a rerun is a no-op."""
+"""End to end: the ci config through Snakemake, outputs where the README says, and a rerun is a no-op."""
 import json
 import subprocess
 import sys
@@ -61,3 +61,16 @@ def test_rerun_does_nothing(ci_run):
     r = snakemake("-n", "--configfile", "config/ci.yaml", "--config", f"results={ci_run}")
     assert r.returncode == 0
     assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-2000:]
+
+
+def test_snakemake_report_links_the_html_leaderboard(ci_run, tmp_path):
+    """The ci run wrote the HTML leaderboard; `snakemake --report` (same --configfile) works and
+    links it; the bare command (default config, whose results need not exist) does not fail."""
+    assert (ci_run / "report" / "index.html").is_file()
+    assert list((ci_run / "report" / "pages").glob("task__*.html"))
+    out = tmp_path / "report.html"
+    r = snakemake("--report", str(out), "--configfile", "config/ci.yaml", "--config", f"results={ci_run}")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"{ci_run}/report/index.html" in out.read_text()
+    r = snakemake("--report", str(tmp_path / "bare.html"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
