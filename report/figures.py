@@ -104,12 +104,19 @@ def qualitative_grid(df: pd.DataFrame, dataset: str, task: str, out: Path, n_ima
     x = m["x"][:n_images]
     if x.ndim != 4:
         return None
+    # the measurement as report/degradations.py shows it: y itself when image-shaped, else the
+    # pseudo-inverse A^+ y for SVD operators (SR: the low-resolution image at full size, not the
+    # adjoint y/f^2, which is nearly black), else the operator's own picture
+    from .degradations import measurement_picture
+
     try:
-        with torch.no_grad():
-            y_img = operator_for(meta).to_image(m["y"][:n_images])
-    except Exception:
+        op = operator_for(meta)
+        pics = [measurement_picture(op, m["y"][i:i + 1]) for i in range(len(x))]
+        y_img = None if any(k != "image" for _, k in pics) else \
+            np.stack([(p.numpy().transpose(2, 0, 1) if p.ndim == 3 else p.numpy()[None]) * 2 - 1 for p, _ in pics])
+    except Exception:  # noqa: BLE001 - a picture the operator cannot give: the panel says n/a
         y_img = None
-    cols = [("original", x.numpy()), ("measurement", None if y_img is None else y_img.numpy())]
+    cols = [("original", x.numpy()), ("measurement", y_img)]
     for _, r in runs.iterrows():
         p = _resolve(r["run_dir"]) / "recon.npz"
         if p.exists():

@@ -67,7 +67,15 @@ def select_sweeps(sub: pd.DataFrame, spec) -> tuple[pd.DataFrame, str]:
     swept = sub["sweep_of"].notna() & (sub["sweep_of"].astype(str) != "")
     if not swept.any():
         return sub, ""
-    cands = [spec["select_by"]] if spec.get("select_by") else list(spec.get("metrics", ["psnr"]))
+    # a cost table (s/image, memory) has no quality metric of its own: the variant is picked by the
+    # quality metrics the papers select by, never by wall time or memory
+    costs = {"wall_per_image_s", "nfe_per_image", "vjp_per_image", "peak_memory_mb"}
+    quality = [m for m in spec.get("metrics", ["psnr"]) if m not in costs]
+    if not quality:
+        from .figures import QUALITY_ORDER
+
+        quality = list(QUALITY_ORDER)
+    cands = [spec["select_by"]] if spec.get("select_by") else quality
     metric = next((m for m in cands if m in sub and pd.to_numeric(sub.loc[swept, m], errors="coerce").notna().any()), None)
     if metric is None:
         return sub, f"Sweeps {sorted(set(sub.loc[swept, 'sweep_of'].astype(str)))}: no {cands} value to select by."
