@@ -166,6 +166,15 @@ def _child_main(args, threads, log_path, conn) -> None:
     import psutil
 
     base = psutil.Process().memory_info().rss / 2**20
+    ppid = os.getppid()  # the fork server: it exits when the Snakemake process dies (kill -9) ...
+
+    def orphaned():      # ... and so does this job then, instead of writing outputs behind a restart
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != ppid:
+                os._exit(1)
+
+    threading.Thread(target=orphaned, name="dipbench-orphan-watch", daemon=True).start()
     os.environ["DIPBENCH_JOB_PROCESS"] = "1"  # peak_memory_mb: this process is the job's
     os.environ["DIPBENCH_MEMORY_BASELINE_MB"] = f"{base:.1f}"
     try:

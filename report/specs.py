@@ -204,6 +204,25 @@ def protocol_notes(frame: pd.DataFrame, rows) -> list[str]:
     return notes
 
 
+MEMORY_KINDS = {
+    "cuda_max_allocated": "torch's peak CUDA allocation of the job",
+    "cpu_peak_rss_job_process": "peak resident set of the job's own process (includes the Python/torch runtime it started with)",
+    "cpu_peak_rss": "peak resident set of the job's process",
+    "cpu_peak_rss_shared_process": "peak resident set of the whole Snakemake process, shared with the jobs that ran beside it: NOT the job's own",
+}
+
+
+def memory_note(sub: pd.DataFrame, metrics) -> str:
+    """What the peak-memory column measures (run.json memory_kind), so a shared figure is never
+    read as a job's own."""
+    if "peak_memory_mb" not in metrics or "memory_kind" not in sub:
+        return ""
+    kinds = sorted(set(sub["memory_kind"].dropna().astype(str)) - {""})
+    if not kinds:
+        return ""
+    return "Peak memory (MiB): " + "; ".join(f"{MEMORY_KINDS.get(k, k)} [{k}]" for k in kinds) + "."
+
+
 def render_grid_spec(spec, df, out_dir):
     entries, reasons = [], []
     datasets = _sorted_unique(df["dataset"])
@@ -228,7 +247,8 @@ def render_grid_spec(spec, df, out_dir):
             notes = protocol_notes(frame, rows)
             head = lay.get("title", spec.get("title", spec["id"]))
             title = f"{head} — {d} (mean ± std over {seeds} seed(s))"
-            extra = " ".join(b for b in (lay.get("what", ""), dropped, sweep_note, *notes) if b)
+            mem = memory_note(df[df["dataset"] == d], lay.get("metrics", spec.get("metrics", [])))
+            extra = " ".join(b for b in (lay.get("what", ""), dropped, sweep_note, *notes, mem) if b)
             if lay.get("title"):  # an analogue (e.g. the embedded data): say what it mirrors, not the paper's setup
                 caption = " ".join(b for b in (f"Mirrors {spec.get('paper', spec['id'])} "
                                                f"({spec.get('title', '')}).", extra) if b)

@@ -144,15 +144,27 @@ def test_swapped_checkpoint_or_data_folder_plans_the_affected_jobs(ran):
     r = snakemake("-n", "--configfile", str(path))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "solve" not in planned(r.stdout) and "measure" not in planned(r.stdout), r.stdout[-3000:]
-    # drop in another checkpoint at the same path (same size: only the content and mtime differ)
+    # drop in another checkpoint at the same path (same architecture, one weight changed)
+    import torch
+
     w = ran["weights"]
-    data = bytearray(w.read_bytes())
-    data[-1] ^= 1
     saved = w.read_bytes()
-    w.write_bytes(bytes(data))
+    state = torch.load(w, weights_only=True)
+    k = next(iter(state))
+    state[k] = state[k] + 1e-3
+    torch.save(state, w)
     try:
         plan = planned(snakemake("-n", "--configfile", str(path)).stdout)
         assert plan.get("solve") == 2 and "measure" not in plan, plan
+        # run it: the old results are kept under superseded/, the new run.json has the new digest
+        old_run = (ran["res"] / "runs/small/inpaint_half/ddrm/seed0/run.json").read_text()
+        r = snakemake("--configfile", str(path))
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "the old ones are kept in" in r.stderr
+        (kept,) = (ran["res"] / "superseded").glob("*/runs/small/inpaint_half/ddrm/seed0/run.json")
+        assert kept.read_text() == old_run
+        new_run = json.loads((ran["res"] / "runs/small/inpaint_half/ddrm/seed0/run.json").read_text())
+        assert new_run["inputs"]["checkpoints"][0]["sha256"] != json.loads(old_run)["inputs"]["checkpoints"][0]["sha256"]
     finally:
         w.write_bytes(saved)
     # point one dataset at another data folder
