@@ -1,5 +1,5 @@
 """Write a full-size checkpoint with random weights in a release's file format, for smoke runs of
-the paper path without the real weights (config/paper/smoke.yaml).
+the paper path without the real weights (config/smoke256.yaml).
 
     python -m benchmarks.random_checkpoint adm_ffhq256 --out results/paper_smoke/resources/checkpoints/ffhq_10m.pt
 

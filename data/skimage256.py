@@ -1,6 +1,6 @@
 """Full-size test images without downloads: the scikit-image RGB photographs whose shorter side is
 at least 256 px, through ADM's ``center_crop_arr`` (data/ffhq.py) at 256x256 -- the papers' image
-size, for smoke runs of the 256x256 path (config/paper/smoke.yaml).  Not a benchmark set.
+size, for smoke runs of the 256x256 path (config/smoke256.yaml).  Not a benchmark set.
 
 Ids are the skimage names: astronaut (512x512), coffee (400x600), chelsea (300x451),
 rocket (427x640), in that order.

@@ -1,4 +1,4 @@
-"""The full-size smoke grid (config/paper/smoke.yaml) end to end on the CPU: the ADM FFHQ-256
+"""The full-size smoke grid (config/smoke256.yaml) end to end on the CPU: the ADM FFHQ-256
 architecture with random weights written in the release format where prefetch would put them
 (under the grid's own resources root), 256x256 images, two solvers (DDRM: SVD; DPS: a VJP through
 the U-Net), batch 2, to the report.  Slow (minutes on 2 cores): python -m pytest -m slow tests/test_paper_smoke.py
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_paper_smoke_grid(tmp_path):
     from benchmarks.random_checkpoint import write
 
-    cfg = yaml.safe_load((ROOT / "config" / "paper" / "smoke.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config" / "smoke256.yaml").read_text())
     ck = tmp_path / "resources" / "checkpoints" / "ffhq_10m.pt"
     write("adm_ffhq256", ck)
     cfg["results"] = str(tmp_path / "res")
