@@ -332,6 +332,8 @@ def partial_results(config, run_dirs, results: str, log=print) -> None:
     reason; the report says so on its entry page."""
     from dipbench.pipeline import aggregate_partial
 
+    if progress.stop_requested():
+        return  # stopped on request (Ctrl-C / SIGTERM): exit at once, nothing to report
     res = Path(results)
     try:
         df = aggregate_partial(config, run_dirs, res / "leaderboard.csv",
