@@ -50,6 +50,7 @@ def runtime_vs_quality(df: pd.DataFrame, dataset: str, out: Path) -> Path | None
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     solvers = sorted(sub["solver"].astype(str).unique())
     colors = {s: plt.cm.tab10(i % 10) for i, s in enumerate(solvers)}
+    markers = {s: "osD^v<>pPX*h"[i // 10 % 12] for i, s in enumerate(solvers)}  # colour x marker: unique
     for ax, t in zip(axes[0], tasks):
         st = sub[sub["task"].astype(str) == t]
         for s, g in st.groupby("solver"):
@@ -58,14 +59,30 @@ def runtime_vs_quality(df: pd.DataFrame, dataset: str, out: Path) -> Path | None
             if q.notna().sum() == 0:
                 continue
             ax.errorbar(w.mean(), q.mean(), xerr=w.std() if len(w) > 1 else None,
-                        yerr=q.std() if q.notna().sum() > 1 else None, fmt="o", color=colors[str(s)],
-                        label=str(s), capsize=3)
-            ax.annotate(str(s), (w.mean(), q.mean()), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                        yerr=q.std() if q.notna().sum() > 1 else None, fmt=markers[str(s)],
+                        color=colors[str(s)], label=str(s), capsize=3)
         ax.set_xscale("log")
+        from matplotlib import ticker  # 1-2-5 ticks labelled plainly; unlabelled minor ticks (the
+        wv = pd.to_numeric(st["wall_per_image_s"], errors="coerce")
+        wv = wv[wv > 0]
+        wide = len(wv) and float(np.log10(wv.max() / wv.min())) > 2
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))  # default
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))     # labelled the
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())                          # minor ones: overlap)
         ax.set_xlabel(f"wall time per image (s), {sub['device'].iloc[0] if 'device' in sub else ''}", fontsize=8)
         ax.set_ylabel(f"{m} ({'higher' if hib else 'lower'} is better)")
         ax.set_title(t)
         ax.grid(alpha=0.3)
+    # one legend for the figure, beside the panels (labels at the points overlapped where
+    # solvers cost about the same)
+    handles = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.subplots_adjust(wspace=0.35)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5),
+                   fontsize=8, frameon=False)
     fig.suptitle(f"{dataset}: runtime vs {m} (mean ± std over seeds)")
     return _save(fig, out)
 
@@ -144,8 +161,11 @@ def seed_spread(df: pd.DataFrame, dataset: str, metric: str, out: Path) -> Path 
         return None
     tasks = sorted(sub["task"].astype(str).unique())
     solvers = sorted(sub["solver"].astype(str).unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(3.0, 0.9 * len(solvers)) * len(tasks) / 1.5 + 1, 3.4),
-                             squeeze=False)
+    # width: at least 0.45 in per solver so the rotated names do not run into each other; height
+    # grows with the longest name (sweep variants are long)
+    longest = max((len(s) for s in solvers), default=8)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(3.0, 0.45 * len(solvers) + 1.0) * len(tasks),
+                                                     3.0 + 0.06 * longest), squeeze=False)
     for ax, t in zip(axes[0], tasks):
         st = sub[sub["task"].astype(str) == t]
         for i, s in enumerate(solvers):
@@ -154,7 +174,7 @@ def seed_spread(df: pd.DataFrame, dataset: str, metric: str, out: Path) -> Path 
                 ax.plot(np.full(len(v), i) + np.linspace(-0.08, 0.08, len(v)), v, "o", alpha=0.8)
                 ax.hlines(v.mean(), i - 0.25, i + 0.25, color="k", lw=1)
         ax.set_xticks(range(len(solvers)))
-        ax.set_xticklabels(solvers, rotation=45, ha="right", fontsize=8)
+        ax.set_xticklabels(solvers, rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_title(t)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3, axis="y")
