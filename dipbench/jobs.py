@@ -216,6 +216,11 @@ def _solve_child(args, threads, log_path, log) -> dict:
         if p.is_alive() and msg is None:
             p.terminate()
         p.join(30)
+    if msg is None and recv.poll(0):  # sent just before it exited
+        try:
+            msg = recv.recv()
+        except EOFError:
+            pass
     if msg is None:
         code = p.exitcode
         why = (f"killed by signal {-code} (out of memory? see the log and the job's mem_mb)"
