@@ -143,6 +143,9 @@ def solve_in_child(config) -> bool:
         return False
     if threading.current_thread() is threading.main_thread():
         return False  # a process of its own (cluster job, or a single-job run): measured in place
+    if os.environ.get("SLURM_JOB_ID"):
+        return False  # inside a cluster submission: a fork server would import torch once more per
+        #               submission; the bundle's process figure is labelled shared
     dev = str(config.get("device", "auto"))
     if dev == "auto":
         import torch
