@@ -30,7 +30,6 @@ def test_memory_note_names_what_the_figure_is():
 
 def test_sr_measurement_panel_is_the_pseudo_inverse(tmp_path, monkeypatch):
     import report.figures as F
-
     from dipbench.io import write_json, write_npz
 
     x = torch.rand(1, 3, 32, 32) * 2 - 1

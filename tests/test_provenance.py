@@ -51,7 +51,7 @@ def copy_weights(dest: Path) -> Path:
 
 def make_config(tmp: Path, root_a: Path, weights: Path, bad_root: Path | None = None) -> dict:
     prior = {"name": "edm_unet", "params": {"weights": str(weights), "verify": False}}
-    ds = lambda root, n: {"images": "ffhq256", "params": {"root": str(root), "n": 8, "size": 32},  # noqa: E731
+    ds = lambda root, n: {"images": "ffhq256", "params": {"root": str(root), "n": 8, "size": 32},
                           "n_images": n, "prior": prior}
     cfg = {"results": str(tmp / "res"), "device": "cpu", "batch_size": 8, "seeds": [0],
            "datasets": {"small": ds(root_a, 1), "big": ds(root_a, 8)},
