@@ -17,12 +17,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LIMIT=${DIPBENCH_SLURM_SMOKE_LIMIT:-540}
+CONFIG=${DIPBENCH_SLURM_SMOKE_CONFIG:-config/ci.yaml}   # another grid: e.g. a quicker one on a loaded machine
 WORK=$(mktemp -d /tmp/dipbench-slurm-smoke.XXXXXX)
 RES=$WORK/results
 LOG1=$WORK/driver1.log
 LOG2=$WORK/driver2.log
 # the profile as it is, plus a shorter first status query (the profile says 15 s) to keep CI short
-SMK=(python -m snakemake --profile slurm --configfile config/ci.yaml --config "results=$RES"
+SMK=(python -m snakemake --profile slurm --configfile "$CONFIG" --config "results=$RES"
      --slurm-init-seconds-before-status-checks 5)
 T0=$SECONDS
 
@@ -108,7 +109,7 @@ if "${SMK[@]}" -n > "$WORK/locked.log" 2>&1 && ! grep -q "locked" "$WORK/locked.
     fail "a restart after kill -9 was not refused as locked"
 fi
 grep -m1 "cannot be locked\|is locked" "$WORK/locked.log" | sed 's/^/  restart without --unlock: /' || true
-python -m snakemake --profile slurm --configfile config/ci.yaml --config "results=$RES" --unlock > /dev/null 2>&1
+python -m snakemake --profile slurm --configfile "$CONFIG" --config "results=$RES" --unlock > /dev/null 2>&1
 
 # ------------------------------------------------------------------ run 2: to the report
 say "run 2 (restart)"

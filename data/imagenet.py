@@ -63,7 +63,9 @@ def read_labels(root: Path, labels=None) -> dict[str, str]:
             out[p.stem] = p.parent.name
         if not out:
             raise FileNotFoundError(f"imagenet: no labels file given and no synset folders with "
-                                    f"ILSVRC2012_val_* images under {root}")
+                                    f"ILSVRC2012_val_* images under {root}: set the dataset param "
+                                    f"`labels:` (a labels file) or `ids_file:` (an image list), or "
+                                    f"put the images in synset folders")
         return out
     labels = Path(labels)
     text = labels.read_text().splitlines()
@@ -105,7 +107,8 @@ def class_indices(labels: dict[str, str], ids, n_classes: int = 1000, source: st
     missing = [i for i in ids if i not in labels]
     if missing:
         raise LookupError(f"imagenet: no class label for {len(missing)} image(s), e.g. {missing[0]!r} "
-                          f"(labels from {source})")
+                          f"(labels from {source}): give the dataset param `labels:` with a file "
+                          f"that covers them, or an `ids_file:` whose second column is the label")
     values = set(labels.values())
     if all(_WNID.match(v) for v in values):
         order = sorted(values)
@@ -171,7 +174,9 @@ class ImageNetVal1k(FolderDataset):
         ids = one_per_class(read_labels(self.root, self._labels_arg))
         if self.expect and len(ids) != self.expect:
             raise ValueError(f"imagenet: the labels give {len(ids)} classes, expected {self.expect} "
-                             f"(labels: {self._labels_arg or 'synset folders under ' + str(self.root)})")
+                             f"(labels: {self._labels_arg or 'synset folders under ' + str(self.root)}): "
+                             f"give the dataset params `labels:` (a complete labels file) or "
+                             f"`ids_file:` (the image list), or a smaller `n_images` with `ids_file`")
         return ids
 
     def _list_file(self):

@@ -457,6 +457,11 @@ def validate(cfg: dict) -> dict:
     except Exception as e:  # snakemake wraps jsonschema's error; keep its message (it names the key)
         raise ConfigError(f"invalid config: {e}") from None
     check_names(cfg)
+    from .inputs import data_errors  # image counts against the dataset, before any job
+
+    errors = data_errors(cfg)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     return cfg
 
 

@@ -203,11 +203,24 @@ def peak_memory_mb(device: str) -> tuple[float, str]:
         return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
     # In a job thread of the Snakemake process (local runs, force-use-threads) the peak resident
     # set belongs to the whole process: an upper bound shared with concurrent jobs, marked so.
+    # A solve forked into a process of its own (dipbench/jobs.py: DIPBENCH_JOB_PROCESS) measures
+    # its own peak; so does a job that is the main thread of its process (a cluster job).
+    import os
     import threading
 
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if os.environ.get("DIPBENCH_JOB_PROCESS") == "1":
+        return peak, "cpu_peak_rss_job_process"
     shared = threading.current_thread() is not threading.main_thread()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "cpu_peak_rss_shared_process" if shared else "cpu_peak_rss")
+    return peak, "cpu_peak_rss_shared_process" if shared else "cpu_peak_rss"
+
+
+def memory_baseline_mb():
+    """The resident set the job's process started with (Python + torch), when it was measured."""
+    import os
+
+    v = os.environ.get("DIPBENCH_MEMORY_BASELINE_MB")
+    return float(v) if v else None
 
 
 # ---------------------------------------------------------------------------- measure
@@ -232,20 +245,32 @@ def measure(cfg, dataset: str, task: str, seed: int, out_dir) -> None:
         arrays["labels"] = labels
     oracle = oracle_inits(x, dataset, task, seed, C.oracle_sigmas(cfg))
     arrays.update({C.oracle_key(s_): v.numpy() for s_, v in oracle.items()})
-    prior = build_prior(cfg, dataset)
-    require_labels(labels, dataset, prior)
-    if getattr(prior, "exact", False) and hasattr(prior, "map_estimate"):
-        arrays["x_map"] = prior.map_estimate(y, op, te["sigma_y"]).float().numpy()
+    # No network is built here (a 256x256 prior would double the job's memory): whether the prior
+    # is exact and whether it wants labels come from its registry entry (dipbench/inputs.py); only
+    # an analytic prior (closed-form MAP, no checkpoint) is instantiated, for x_map.
+    from . import inputs as I
+
+    if labels is None and I.prior_wants_labels(cfg, dataset):
+        require_labels(None, dataset, _WantsLabels())
+    if I.prior_is_exact(cfg, dataset):
+        prior = build_prior(cfg, dataset)
+        if getattr(prior, "exact", False) and hasattr(prior, "map_estimate"):
+            arrays["x_map"] = prior.map_estimate(y, op, te["sigma_y"]).float().numpy()
     meta = dict(dataset=dataset, task=task, seed=seed, operator=te["operator"], operator_params=op_params,
                 sigma_y=te["sigma_y"], x_shape=list(x.shape[1:]), y_shape=list(op.y_shape),
                 provides=sorted(op.provides), n_images=len(ids), exact_map="x_map" in arrays,
-                task_entry=te, dataset_entry=C.dataset_entry(cfg, dataset), created=now())
+                task_entry=te, dataset_entry=C.dataset_entry(cfg, dataset), created=now(),
+                images=I.image_provenance(cfg, dataset, ids))
     if oracle:  # ground-truth initialisations (oracle, see dipbench/config.py): recorded as such
         meta["oracle_init"] = dict(sigmas=sorted(oracle), key=C.oracle_key(0).rsplit("_", 1)[0] + "_<sigma>",
                                    rule="x_sigma = x0 + sigma * eta, eta from generator(dataset, task, seed, "
                                         "'oracle_init', sigma)")
     write_npz(out_dir / "measurement.npz", **arrays)
     write_json(out_dir / "meta.json", meta)
+
+
+class _WantsLabels:
+    class_label = True
 
 
 def oracle_inits(x: torch.Tensor, dataset: str, task: str, seed: int, sigmas) -> dict:
@@ -427,11 +452,22 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
         wall_s=time.perf_counter() - t_start, load_s=load_s, solve_s=solve_s,
         wall_per_image_s=solve_s / max(n, 1),
         nfe_per_image=nfe / max(n, 1), vjp_per_image=vjp / max(n, 1),
-        peak_memory_mb=mem, memory_kind=mem_kind, previous_failures=failure_count(run_dir),
-        start=started, end=now(), **record(device))
+        peak_memory_mb=mem, memory_kind=mem_kind, memory_baseline_mb=memory_baseline_mb(),
+        previous_failures=failure_count(run_dir), start=started, end=now(), inputs=_run_inputs(cfg, dataset, meta, m["ids"]), **record(device))
     write_json(run_dir / "run.json", info)  # last: run.json present <=> the run is complete
     _mark_resolved(run_dir)
     return info
+
+
+def _run_inputs(cfg, dataset, meta, ids) -> dict:
+    """The files this run depends on (dipbench/inputs.py): every checkpoint with its sha256, and the
+    image list (root, count, sha256 of the ids) as the measurement recorded it."""
+    from . import inputs as I
+
+    images = dict(meta.get("images") or {})
+    images.setdefault("n", len(ids))
+    images["ids_sha256"] = I.ids_digest(ids)
+    return dict(checkpoints=I.checkpoint_provenance(cfg, dataset), images=images)
 
 
 def best_of_runs(cands, truth, by: str, ctx) -> tuple:
@@ -556,35 +592,43 @@ def score(cfg, meas_dir, run_dir) -> None:
 
 # ---------------------------------------------------------------------------- aggregate
 def aggregate(cfg, run_dirs, out_csv, log=print):
+    rows = [_leaderboard_row(cfg, rd) for rd in run_dirs]
+    return _write_leaderboard(rows, out_csv, log)
+
+
+def _leaderboard_row(cfg, rd) -> dict:
     import pandas as pd
 
-    rows = []
     metric_names = list(cfg.get("metrics", []))
-    for rd in run_dirs:
-        rd = Path(rd)
-        run = read_json(rd / "run.json")
-        sc = pd.read_csv(rd / "scores.csv")
-        extra = read_json(rd / "scores.json")
-        row = dict(dataset=run["dataset"], task=run["task"], solver=run["solver"], seed=run["seed"],
-                   sweep_of=run.get("sweep_of"), status=run["status"],
-                   n_images=run["n_images"],
-                   # images without a finite reconstruction (diverged, or the whole run failed):
-                   # the tables mark such cells; n_failed tells the two apart
-                   n_diverged=int((sc["status"] != "ok").sum()), n_failed=int((sc["status"] == "failed").sum()),
-                   reason=run.get("reason", ""))
-        for name in metric_names:
-            row[name] = float(sc[name].mean()) if name in sc and sc[name].notna().any() else math.nan
-        row["unavailable"] = "; ".join(f"{k}: {v}" for k, v in extra.get("unavailable", {}).items())
-        # what the table footnotes need: the sigma_y the solver was told (when it differs from the
-        # measurement's), the projection post-step and the oracle options (dipbench/config.py)
-        row.update(sigma_y=run.get("sigma_y"), sigma_y_solver=run.get("sigma_y_solver"),
-                   project=bool(run.get("project", False)), oracle="; ".join(run.get("oracle") or []))
-        row.update(wall_per_image_s=run["wall_per_image_s"], nfe_per_image=run["nfe_per_image"],
-                   vjp_per_image=run["vjp_per_image"], peak_memory_mb=run["peak_memory_mb"],
-                   memory_kind=run["memory_kind"], device=run["device"], config_hash=run["config_hash"],
-                   git_commit=(run.get("git") or {}).get("commit"), git_dirty=(run.get("git") or {}).get("dirty"),
-                   run_dir=str(rd))
-        rows.append(row)
+    rd = Path(rd)
+    run = read_json(rd / "run.json")
+    sc = pd.read_csv(rd / "scores.csv")
+    extra = read_json(rd / "scores.json")
+    row = dict(dataset=run["dataset"], task=run["task"], solver=run["solver"], seed=run["seed"],
+               sweep_of=run.get("sweep_of"), status=run["status"],
+               n_images=run["n_images"],
+               # images without a finite reconstruction (diverged, or the whole run failed):
+               # the tables mark such cells; n_failed tells the two apart
+               n_diverged=int((sc["status"] != "ok").sum()), n_failed=int((sc["status"] == "failed").sum()),
+               reason=run.get("reason", ""))
+    for name in metric_names:
+        row[name] = float(sc[name].mean()) if name in sc and sc[name].notna().any() else math.nan
+    row["unavailable"] = "; ".join(f"{k}: {v}" for k, v in extra.get("unavailable", {}).items())
+    # what the table footnotes need: the sigma_y the solver was told (when it differs from the
+    # measurement's), the projection post-step and the oracle options (dipbench/config.py)
+    row.update(sigma_y=run.get("sigma_y"), sigma_y_solver=run.get("sigma_y_solver"),
+               project=bool(run.get("project", False)), oracle="; ".join(run.get("oracle") or []))
+    row.update(wall_per_image_s=run["wall_per_image_s"], nfe_per_image=run["nfe_per_image"],
+               vjp_per_image=run["vjp_per_image"], peak_memory_mb=run["peak_memory_mb"],
+               memory_kind=run["memory_kind"], device=run["device"], config_hash=run["config_hash"],
+               git_commit=(run.get("git") or {}).get("commit"), git_dirty=(run.get("git") or {}).get("dirty"),
+               run_dir=str(rd))
+    return row
+
+
+def _write_leaderboard(rows, out_csv, log=print):
+    import pandas as pd
+
     df = pd.DataFrame(rows).sort_values(["dataset", "task", "solver", "seed"]).reset_index(drop=True)
     write_csv(out_csv, df)
     bad = df[df["status"] != "ok"]
@@ -594,3 +638,36 @@ def aggregate(cfg, run_dirs, out_csv, log=print):
     log(f"leaderboard: {len(df)} runs, {int((df['status'] == 'failed').sum())} failed, "
         f"{int((df['status'] == 'diverged').sum())} with diverged images -> {out_csv}")
     return df
+
+
+# ---------------------------------------------------------------------------- partial results
+def missing_row(cfg, run_dir, reason: str) -> dict:
+    """A leaderboard row for a run that has no result (its measure or solve job failed): status
+    `failed`, metrics NaN, the reason."""
+    parts = Path(run_dir).parts
+    dataset, task, solver, seed = parts[-4], parts[-3], parts[-2], int(parts[-1].removeprefix("seed"))
+    row = dict(dataset=dataset, task=task, solver=solver, seed=seed,
+               sweep_of=C.solver_entries(cfg).get(solver, {}).get("sweep_of"), status="failed",
+               n_images=C.dataset_entry(cfg, dataset).get("n_images"), n_diverged=0, n_failed=0,
+               reason=reason)
+    for name in cfg.get("metrics", []):
+        row[name] = math.nan
+    row.update(unavailable="", run_dir=str(run_dir), peak_memory_mb=math.nan, memory_kind="",
+               wall_per_image_s=math.nan, nfe_per_image=math.nan, vjp_per_image=math.nan)
+    return row
+
+
+def aggregate_partial(cfg, run_dirs, out_csv, why, log=print):
+    """The leaderboard of what exists after a failed run (``snakemake --keep-going``): complete runs
+    as usual, the others as `failed` rows whose reason ``why(run_dir)`` gives."""
+    rows = []
+    for rd in map(Path, run_dirs):
+        if (rd / "run.json").exists() and (rd / "scores.csv").exists() and (rd / "scores.json").exists():
+            try:
+                rows.append(_leaderboard_row(cfg, rd))
+                continue
+            except Exception as e:  # noqa: BLE001 - an unreadable result is a missing one
+                rows.append(missing_row(cfg, rd, f"unreadable result: {type(e).__name__}: {e}"))
+                continue
+        rows.append(missing_row(cfg, rd, why(rd)))
+    return _write_leaderboard(rows, out_csv, log) if rows else None

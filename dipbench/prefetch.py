@@ -9,7 +9,9 @@ its ``datasets.*.prior.name`` entries, plus any listed under ``prefetch: {checkp
 Files go to ``<root>/checkpoints/<file>`` with ``root`` = ``--root`` or ``prefetch.root`` in the
 config or ``dipbench.paths.resources_dir()`` ($DIPBENCH_RESOURCES).
 
-* present and (digest unknown, or digest matches): nothing is done;
+* present and digest matches: nothing is done; digest unknown: the file must load (or have the
+  registry's published ``size``), see ``check_loadable``;
+* offline (server unreachable): ``NoNetwork``, one plain line saying so (no traceback);
 * present with a wrong digest: error (the file is named; delete it and rerun);
 * missing: downloaded to ``<file>.part``, hashed while streaming, checked, then renamed
   atomically; a failed check removes the partial file and raises ``ChecksumError``.
@@ -39,6 +41,43 @@ class MissingCheckpoint(FileNotFoundError):
 
 class ChecksumError(RuntimeError):
     pass
+
+
+class NoNetwork(MissingCheckpoint):
+    """The download server cannot be reached (offline machine, DNS, proxy, timeout)."""
+
+
+def check_loadable(path, size=None, suffix=None) -> None:
+    """With no known digest: refuse a file that cannot be a whole checkpoint.  ``size`` (the
+    registry's published byte count, when it has one) must match; a torch zip archive (.pt, .pth,
+    .ckpt) must have its central directory and intact member CRCs; a pickle (.pkl, or a .pt in
+    torch's legacy format) must parse to its STOP opcode (pickletools: nothing is executed).
+    Other files are checked by size only.  Raises ChecksumError naming the file."""
+    import pickletools
+    import zipfile
+
+    path = Path(path)
+    got = path.stat().st_size
+    if size is not None and int(size) != got:
+        raise ChecksumError(f"{path}: {got} bytes, the published size is {int(size)}: truncated or "
+                            f"not the published file; delete it and fetch it again")
+    suffix = (suffix or path.suffix).lower()
+    if suffix not in (".pt", ".pth", ".ckpt", ".pkl"):
+        return
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            if bad is not None:
+                raise ValueError(f"member {bad!r} fails its CRC check")
+            return
+        with open(path, "rb") as f:
+            for _ in pickletools.genops(f):
+                pass
+    except Exception as e:  # noqa: BLE001 - any parse failure: not a whole checkpoint
+        raise ChecksumError(f"{path} ({got} bytes) does not load as a checkpoint ({type(e).__name__}: "
+                            f"{e}): truncated or corrupt; delete it and fetch it again with "
+                            f"`{PREFETCH_CMD}`") from e
 
 
 def load_registry(path=None) -> dict:
@@ -85,7 +124,9 @@ def fetch_one(name: str, entry: dict, root=None, timeout: float = 60.0, log=prin
             log(f"{name}: present at {dest} (extracted from an archive; its digest was checked at download)")
             return dest
         if want is None:
-            log(f"{name}: present at {dest} (sha256 unknown in the registry; not verified)")
+            check_loadable(dest, entry.get("size"))
+            log(f"{name}: present at {dest} (sha256 unknown in the registry; checked that it loads"
+                f"{' and has the published size' if entry.get('size') else ''})")
             return dest
         got = sha256_file(dest)
         if got != want:
@@ -103,8 +144,13 @@ def fetch_one(name: str, entry: dict, root=None, timeout: float = 60.0, log=prin
     h = hashlib.sha256()
     n = 0
     log(f"{name}: downloading {url} -> {dest}")
+    import socket
+    import urllib.error
+
+    length = None
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as f:
+            length = r.headers.get("Content-Length")
             while True:
                 b = r.read(1 << 20)
                 if not b:
@@ -112,10 +158,31 @@ def fetch_one(name: str, entry: dict, root=None, timeout: float = 60.0, log=prin
                 h.update(b)
                 f.write(b)
                 n += len(b)
-    except BaseException:
+    except BaseException as e:
         if part.exists():
             part.unlink()
+        if isinstance(e, urllib.error.HTTPError):
+            raise MissingCheckpoint(f"{name}: the server answered HTTP {e.code} ({e.reason}) for {url}; "
+                                    f"nothing was written. Get the file from {entry.get('page', url)} and "
+                                    f"place it at {dest}") from None
+        if isinstance(e, (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError)):
+            why = getattr(e, "reason", e)
+            raise NoNetwork(f"{name}: no network: cannot reach {url} ({why}). Run prefetch on a machine "
+                            f"with internet access, or copy {entry['file']} to {dest}") from None
+        if type(e).__name__ == "IncompleteRead":
+            raise ChecksumError(f"{name}: the download from {url} broke off after {n} bytes; nothing "
+                                f"was written, run prefetch again") from None
         raise
+    if length is not None and str(length).isdigit() and int(length) != n:
+        part.unlink()
+        raise ChecksumError(f"{name}: the download from {url} is {n} bytes, the server announced "
+                            f"{length}: truncated; nothing was written, run prefetch again")
+    if want is None and not entry.get("archive_member"):
+        try:
+            check_loadable(part, entry.get("size"), suffix=dest.suffix)
+        except ChecksumError:
+            part.unlink()
+            raise
     got = h.hexdigest()
     if want is not None and got != want:
         part.unlink()

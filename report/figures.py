@@ -81,7 +81,13 @@ def runtime_vs_quality(df: pd.DataFrame, dataset: str, out: Path) -> Path | None
                             markersize=7, markeredgecolor="k", markeredgewidth=0.5, capsize=3, label=str(s))
             handles.setdefault(str(s), h)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on a short range
+        from matplotlib import ticker  # 1-2-5 ticks labelled plainly; unlabelled minor ticks (the
+        wv = pd.to_numeric(st["wall_per_image_s"], errors="coerce")
+        wv = wv[wv > 0]
+        wide = len(wv) and float(np.log10(wv.max() / wv.min())) > 2
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))  # default
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))     # labelled the
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())                          # minor ones: overlap)
         ax.set_xlabel(f"wall time per image (s), {sub['device'].iloc[0] if 'device' in sub else ''}", fontsize=8)
         ax.set_ylabel(f"{m} ({'higher' if hib else 'lower'} is better)")
         ax.set_title(t)
@@ -128,12 +134,19 @@ def qualitative_grid(df: pd.DataFrame, dataset: str, task: str, out: Path, n_ima
     x = m["x"][:n_images]
     if x.ndim != 4:
         return None
+    # the measurement as report/degradations.py shows it: y itself when image-shaped, else the
+    # pseudo-inverse A^+ y for SVD operators (SR: the low-resolution image at full size, not the
+    # adjoint y/f^2, which is nearly black), else the operator's own picture
+    from .degradations import measurement_picture
+
     try:
-        with torch.no_grad():
-            y_img = operator_for(meta).to_image(m["y"][:n_images])
-    except Exception:
+        op = operator_for(meta)
+        pics = [measurement_picture(op, m["y"][i:i + 1]) for i in range(len(x))]
+        y_img = None if any(k != "image" for _, k in pics) else \
+            np.stack([(p.numpy().transpose(2, 0, 1) if p.ndim == 3 else p.numpy()[None]) * 2 - 1 for p, _ in pics])
+    except Exception:  # noqa: BLE001 - a picture the operator cannot give: the panel says n/a
         y_img = None
-    cols = [("original", x.numpy()), ("measurement", None if y_img is None else y_img.numpy())]
+    cols = [("original", x.numpy()), ("measurement", y_img)]
     for _, r in runs.iterrows():
         p = _resolve(r["run_dir"]) / "recon.npz"
         if p.exists():
@@ -162,8 +175,11 @@ def seed_spread(df: pd.DataFrame, dataset: str, metric: str, out: Path) -> Path 
     tasks = sorted(sub["task"].astype(str).unique())
     solvers = sorted(sub["solver"].astype(str).unique())
     styles = solver_styles(df["solver"])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(3.0, 0.45 * len(solvers) + 1.2) * len(tasks), 3.6),
-                             squeeze=False)
+    # width: at least 0.45 in per solver so the rotated names do not run into each other; height
+    # grows with the longest name (sweep variants are long)
+    longest = max((len(s) for s in solvers), default=8)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(3.0, 0.45 * len(solvers) + 1.2) * len(tasks),
+                                                     3.0 + 0.06 * longest), squeeze=False)
     for ax, t in zip(axes[0], tasks):
         st = sub[sub["task"].astype(str) == t]
         for i, s in enumerate(solvers):
@@ -173,7 +189,7 @@ def seed_spread(df: pd.DataFrame, dataset: str, metric: str, out: Path) -> Path 
                         color=styles[s]["color"], markeredgecolor="k", markeredgewidth=0.4, alpha=0.9)
                 ax.hlines(v.mean(), i - 0.25, i + 0.25, color="k", lw=1)
         ax.set_xticks(range(len(solvers)))
-        ax.set_xticklabels(solvers, rotation=45, ha="right", fontsize=8)
+        ax.set_xticklabels(solvers, rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_title(t)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3, axis="y")

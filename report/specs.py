@@ -109,7 +109,15 @@ def select_sweeps(sub: pd.DataFrame, spec, tune: pd.DataFrame | None = None,
     selection = selection or infer_selection(tune)
     src = sub if selection == "test" else (tune if tune is not None else sub.iloc[0:0])
     src_swept = src[src["sweep_of"].notna() & (src["sweep_of"].astype(str) != "")] if "sweep_of" in src else src.iloc[0:0]
-    cands = [spec["select_by"]] if spec.get("select_by") else list(spec.get("metrics", ["psnr"]))
+    # a cost table (s/image, memory) has no quality metric of its own: the variant is picked by the
+    # quality metrics the papers select by, never by wall time or memory
+    costs = {"wall_per_image_s", "nfe_per_image", "vjp_per_image", "peak_memory_mb"}
+    quality = [m for m in spec.get("metrics", ["psnr"]) if m not in costs]
+    if not quality:
+        from .figures import QUALITY_ORDER
+
+        quality = list(QUALITY_ORDER)
+    cands = [spec["select_by"]] if spec.get("select_by") else quality
     metric = next((m for m in cands if m in src_swept and pd.to_numeric(src_swept[m], errors="coerce").notna().any()),
                   None)
     names = sorted(set(sub.loc[swept, "sweep_of"].astype(str)))
@@ -268,6 +276,25 @@ def shown_metrics(frame: pd.DataFrame, metrics) -> tuple[list, str]:
     return have, f"Not shown (no value in these runs): {why}."
 
 
+MEMORY_KINDS = {
+    "cuda_max_allocated": "torch's peak CUDA allocation of the job",
+    "cpu_peak_rss_job_process": "peak resident set of the job's own process (includes the Python/torch runtime it started with)",
+    "cpu_peak_rss": "peak resident set of the job's process",
+    "cpu_peak_rss_shared_process": "peak resident set of the whole Snakemake process, shared with the jobs that ran beside it: NOT the job's own",
+}
+
+
+def memory_note(sub: pd.DataFrame, metrics) -> str:
+    """What the peak-memory column measures (run.json memory_kind), so a shared figure is never
+    read as a job's own."""
+    if "peak_memory_mb" not in metrics or "memory_kind" not in sub:
+        return ""
+    kinds = sorted(set(sub["memory_kind"].dropna().astype(str)) - {""})
+    if not kinds:
+        return ""
+    return "Peak memory (MiB): " + "; ".join(f"{MEMORY_KINDS.get(k, k)} [{k}]" for k in kinds) + "."
+
+
 def render_grid_spec(spec, df, out_dir, tune=None, selection=None, collect=None):
     entries, reasons = [], []
     datasets = _sorted_unique(df["dataset"])
@@ -294,7 +321,8 @@ def render_grid_spec(spec, df, out_dir, tune=None, selection=None, collect=None)
             head = lay.get("title", spec.get("title", spec["id"]))
             title = f"{head} — {d} (mean ± std over {seeds} seed(s))"
             sel = sweep_note or "Selection: no swept solver in this table (each row is one configuration)."
-            extra = " ".join(b for b in (lay.get("what", ""), dropped, not_shown, sel, *notes) if b)
+            mem = memory_note(df[df["dataset"] == d], lay.get("metrics", spec.get("metrics", [])))
+            extra = " ".join(b for b in (lay.get("what", ""), dropped, not_shown, sel, *notes, mem) if b)
             if lay.get("title"):  # an analogue (e.g. the embedded data): say what it mirrors, not the paper's setup
                 caption = " ".join(b for b in (f"Mirrors {spec.get('paper', spec['id'])} "
                                                f"({spec.get('title', '')}).", extra) if b)

@@ -165,3 +165,73 @@ def test_committed_registry_has_no_invented_digests():
     for name, e in reg.items():
         assert e["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", e["sha256"]), name
         assert e["url"] is None or e["url"].startswith("https://"), name
+
+
+# ---------------------------------------------------------------------------- issue 17 item 5
+def test_offline_says_no_network_plainly(tmp_path, monkeypatch, capsys):
+    import urllib.error
+    import urllib.request
+
+    def offline(*a, **k):
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    reg = {"toy": {"prior": "toy_prior", "file": "toy.pt", "url": "https://example.org/toy.pt", "sha256": None}}
+    with pytest.raises(pf.NoNetwork, match="no network: cannot reach https://example.org/toy.pt"):
+        pf.fetch_one("toy", reg["toy"], root=tmp_path, timeout=1, log=lambda m: None)
+    regfile = tmp_path / "reg.yaml"
+    regfile.write_text(yaml.safe_dump({"checkpoints": reg}))
+    assert pf.main(["--only", "toy", "--registry", str(regfile), "--root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "no network" in err and "Traceback" not in err and "URLError" not in err
+    assert not list((tmp_path / "checkpoints").glob("*"))
+
+
+def _torch_bytes():
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.arange(20000, dtype=torch.float32)}, buf)
+    return buf.getvalue()
+
+
+def test_unknown_digest_refuses_a_truncated_checkpoint(tmp_path, monkeypatch):
+    import io
+    import pickle
+    import urllib.request
+
+    good = _torch_bytes()
+
+    class Resp(io.BytesIO):
+        def __init__(self, body, length):
+            super().__init__(body)
+            self.headers = {"Content-Length": str(length)}
+
+    bodies = {}
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: Resp(*bodies[url]))
+    entry = lambda f: {"file": f, "url": "http://x/" + f, "sha256": None}  # noqa: E731
+    # whole file: accepted (it loads)
+    bodies["http://x/a.pt"] = (good, len(good))
+    assert pf.fetch_one("a", entry("a.pt"), root=tmp_path, log=lambda m: None).read_bytes() == good
+    # the server announced more than it sent: refused, nothing written
+    bodies["http://x/b.pt"] = (good[: len(good) // 2], len(good))
+    with pytest.raises(pf.ChecksumError, match="truncated"):
+        pf.fetch_one("b", entry("b.pt"), root=tmp_path, log=lambda m: None)
+    # no Content-Length to compare with: the archive check refuses it
+    bodies["http://x/c.pt"] = (good[:-100], len(good) - 100)
+    with pytest.raises(pf.ChecksumError, match="does not load as a checkpoint"):
+        pf.fetch_one("c", entry("c.pt"), root=tmp_path, log=lambda m: None)
+    # a truncated pickle
+    pk = pickle.dumps({"ema": list(range(5000))})
+    bodies["http://x/d.pkl"] = (pk[:-50], len(pk) - 50)
+    with pytest.raises(pf.ChecksumError, match="does not load"):
+        pf.fetch_one("d", entry("d.pkl"), root=tmp_path, log=lambda m: None)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["a.pt"]
+    # a truncated file already in place (sha256 unknown) is refused too, and a wrong published size
+    (tmp_path / "checkpoints" / "e.pt").write_bytes(good[: len(good) // 3])
+    with pytest.raises(pf.ChecksumError, match="e.pt"):
+        pf.fetch_one("e", entry("e.pt"), root=tmp_path, log=lambda m: None)
+    with pytest.raises(pf.ChecksumError, match="published size"):
+        pf.fetch_one("a", dict(entry("a.pt"), size=len(good) + 1), root=tmp_path, log=lambda m: None)

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from dipbench import inputs as _inputs
 from dipbench import jobs
 from dipbench.pipeline import failure_count as _failure_count
 
@@ -47,6 +48,8 @@ def solve_spec(wildcards):
     (so the next invocation sees changed params and re-runs it; see dipbench/pipeline.py)."""
     spec = dict(solver=C.solver_entries(config)[wildcards.solver], batch_size=config["batch_size"],
                 device=config["device"])
+    # the checkpoint file(s) by path, size and mtime: a swapped checkpoint re-solves (dipbench/inputs.py)
+    spec["checkpoints"] = _inputs.checkpoint_fingerprint(config, wildcards.dataset)
     n = _failure_count(RUN.format(**wildcards))
     if n:
         spec["retry"] = n

@@ -7,6 +7,8 @@ rule measure:
         meta=MEAS + "/meta.json",
     params:
         spec=lambda w: C.measure_spec(config, w.dataset, w.task),  # + oracle_init sigmas when asked for
+        # the image files (root, list, each file's size and mtime): a swapped data folder re-measures
+        inputs=lambda w: _inputs.data_fingerprint(config, w.dataset),
     log:
         LOGS + "/measure/{dataset}/{task}/seed{seed}.log",
     group:

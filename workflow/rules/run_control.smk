@@ -24,6 +24,9 @@ onstart:
         if _scheduler_fix.calm(getattr(workflow, "scheduler", None), workflow.local_exec) is None:
             print("dipbench: Snakemake's scheduler is not the expected one: its re-evaluation "
                   "timers are left as they are", file=sys.stderr, flush=True)
+        from dipbench import supersede as _supersede
+
+        _supersede.keep_from_dag(workflow, RES, log=lambda m: print(m, file=sys.stderr, flush=True))
         if _LOCAL_MEM_MB:
             print(f"dipbench: local memory budget mem_mb={_LOCAL_MEM_MB} (85% of this machine; "
                   "--resources mem_mb=N to change it)", file=sys.stderr, flush=True)
@@ -33,3 +36,12 @@ onstart:
 
             slurm_preflight.check_workflow(workflow, config,
                                            log=lambda m: print(m, file=sys.stderr, flush=True))
+
+
+# A failed run (with --keep-going: after every job that could run has run) still leaves
+# leaderboard.csv and the report of what exists; the runs without a result are rows marked
+# `failed` with the reason (dipbench/jobs.py: partial_results).  The next run re-makes both.
+onerror:
+    if workflow.is_main_process:
+        jobs.partial_results(config, all_runs(), RES,
+                             log=lambda m: print(m, file=sys.stderr, flush=True))
