@@ -20,3 +20,5 @@ mean over replicates and its standard error sd / sqrt(R).  Both sides use the sa
 such as the error of a sample mean depend on it); the reference side usually has more replicates.
 z = (ours - reference) / sqrt(se_ours^2 + se_reference^2).
 """
+
+from . import problems_latent  # noqa: E402,F401  (registers the latent problems and their statistics)
