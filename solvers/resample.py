@@ -34,7 +34,11 @@ Two places where the code differs from the paper are flags:
   above, so the state stays at its level; later steps use the right alphas but evaluate the network one
   timestep below the state's); "aligned" takes ``travel`` plain DDIM steps down from the state's level.
 Defaults (official): 500 steps, eta 0, dps_scale 0.5, every 10, travel 5, gamma 40, thirds split,
-tol 1e-3.  Needs only a forward operator (autograd through A and the decoder).  Cost per step: 1 NFE and
+tol 1e-3.  Two switches for the papers that report ReSample variants: ``pixel_opt: false`` uses the
+latent optimisation in the second third too (VML-MAP's "ReSample w/o PO" row); ``iters`` (default
+null) caps every consistency optimisation at one count -- the MGPS repository's copy of the sampler
+passes its ``max_optimization_iters`` (200 in its task configs) as ``max_iters`` to the pixel, the
+latent and the final optimisation alike.  Needs only a forward operator (autograd through A and the decoder).  Cost per step: 1 NFE and
 a decoder VJP (no denoiser VJP); plus up to 2000 (pixel) / 500 (latent) operator+decoder gradient
 iterations per consistency step.
 """
@@ -83,14 +87,14 @@ class ReSample(Solver):
     defaults = dict(steps=500, eta=0.0, dps_scale=0.5, every=10, travel=5, gamma=40.0, pixel_lr=1e-2,
                     pixel_iters=2000, latent_lr=5e-3, latent_iters=500, window=200, tol=1e-3, weight_decay=0.01,
                     final_latent_opt=True, pseudo_x0="resample_code", travel_alignment="resample_code",
-                    linear_start=0.0015, linear_end=0.0195)
+                    linear_start=0.0015, linear_end=0.0195, pixel_opt=True, iters=None)
     needs = frozenset({"forward"})
 
     # --- hard data consistency ---------------------------------------------------------------
-    def pixel_opt(self, x, y, op):
+    def pixel_optimisation(self, x, y, op):
         p = self.p
         opt = BatchAdamW(x, p.pixel_lr, p.weight_decay)
-        for _ in range(p.pixel_iters):
+        for _ in range(p.pixel_iters if p.iters is None else int(p.iters)):
             with torch.enable_grad():
                 v = opt.x.detach().requires_grad_(True)
                 loss = _per_sample_mse(op(v) - y)
@@ -101,11 +105,11 @@ class ReSample(Solver):
                 break
         return opt.x
 
-    def latent_opt(self, z, y, op, den):
+    def latent_optimisation(self, z, y, op, den):
         p = self.p
         opt = BatchAdamW(z, p.latent_lr, p.weight_decay)
         hist = []
-        for itr in range(p.latent_iters):
+        for itr in range(p.latent_iters if p.iters is None else int(p.iters)):
             with torch.enable_grad():
                 v = opt.x.detach().requires_grad_(True)
                 loss = _per_sample_mse(op(den.decode(v)) - y)
@@ -184,15 +188,15 @@ class ReSample(Solver):
                     e = eps_at(zt, model_ab[j])
                     zt, zp = ddim(zt, e, alphas[j], alphas_prev[j])
             var = p.gamma * (1 - a_p) / (1 - a_t) * (1 - a_t / a_p)
-            if index >= split:
+            if index >= split and p.pixel_opt:
                 with torch.no_grad():
-                    x = self.pixel_opt(den.decode(zp), y, op)
+                    x = self.pixel_optimisation(den.decode(zp), y, op)
                     zc = den.encode(x)
             else:
-                zc = self.latent_opt(zp, y, op, den)
+                zc = self.latent_optimisation(zp, y, op, den)
             mean = (var * math.sqrt(a_p) * zc + (1 - a_p) * z_saved) / (var + 1 - a_p)
             z = mean + math.sqrt(1.0 / (1.0 / var + 1.0 / (1 - a_p))) * noise(z.shape, generator)
         if p.final_latent_opt:
-            z = self.latent_opt(z, y, op, den)
+            z = self.latent_optimisation(z, y, op, den)
         with torch.no_grad():
             return den.decode(z)

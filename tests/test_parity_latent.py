@@ -5,6 +5,7 @@ tests/test_parity.py, which iterates every record).
   and a mean error of the size Monte-Carlo error predicts;
 * LDM's DDIM grid (solvers/ldm_ddim.py) has latent-diffusion's timesteps c i + 1 and ends at t = 0;
 * ReSample's batched AdamW is torch's AdamW run on each image separately;
+* ReSample's switches for the papers' variants (``iters``, ``pixel_opt``) do what they say;
 * every latent solver with official code has a parity record.
 """
 from __future__ import annotations
@@ -82,3 +83,43 @@ def test_batch_adamw_is_per_image_adamw():
 def test_latent_solvers_have_records():
     covered = {r["solver"] for r in records.all_records()}
     assert {"psld", "resample", "latent_daps"} <= covered
+
+
+def test_resample_switches(monkeypatch):
+    """``iters`` caps every consistency optimisation at one count (the MGPS repository's
+    max_optimization_iters); ``pixel_opt: false`` replaces the second third's pixel optimisation by
+    the latent one.  With tol 0 and a window longer than the cap nothing stops early, so each
+    optimisation runs exactly ``iters`` AdamW steps."""
+    import solvers
+    import solvers.resample as rs
+    p = problems.get("lgauss8_inpaint_half")
+    runs = []
+    real = rs.BatchAdamW.step
+
+    def counted(self, g):
+        if getattr(self, "_n", None) is None:
+            self._n = [0]
+            runs.append(self._n)
+        self._n[0] += 1
+        real(self, g)
+
+    monkeypatch.setattr(rs.BatchAdamW, "step", counted)
+    calls = {"pixel": 0, "latent": 0}
+    for kind in calls:
+        orig = getattr(rs.ReSample, f"{kind}_optimisation")
+
+        def wrap(self, *a, _orig=orig, _k=kind):
+            calls[_k] += 1
+            return _orig(self, *a)
+        monkeypatch.setattr(rs.ReSample, f"{kind}_optimisation", wrap)
+    y = p.y.expand(2, *p.y.shape[1:]).clone()
+    common = dict(steps=50, iters=7, tol=0.0, window=1000)
+    x = solvers.build("resample", **common).solve(y, p.op, p.prior, p.sigma_y, torch.Generator().manual_seed(0))
+    assert torch.isfinite(x).all()
+    # S = 50, split 16: consistency at k = 30, 20 (pixel: k >= 16) and k = 10 (latent), then the final latent one
+    assert calls == {"pixel": 2, "latent": 2} and [n[0] for n in runs] == [7, 7, 7, 7], (calls, runs)
+    calls.update(pixel=0, latent=0)
+    runs.clear()
+    solvers.build("resample", pixel_opt=False, **common).solve(y, p.op, p.prior, p.sigma_y,
+                                                               torch.Generator().manual_seed(0))
+    assert calls == {"pixel": 0, "latent": 4}, calls
