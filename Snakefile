@@ -34,6 +34,7 @@ include: "workflow/rules/solve.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/gmm.smk"
+include: "workflow/rules/run_control.smk"
 for _extra in ("train.smk", "prefetch.smk", "perf.smk"):
     if (Path(workflow.basedir) / "workflow" / "rules" / _extra).exists():
         include: f"workflow/rules/{_extra}"

@@ -13,6 +13,11 @@ the whole invocation:
   scheduling   the rest of the invocation's wall time not covered by any job body: parsing the
                Snakefile, building the DAG, job selection, output checks, Snakemake's polling
 
+Also reported: the CPU seconds of the Snakemake process' main thread (what Snakemake itself burns;
+jobs run in other threads -- the load of a shared machine does not inflate it, while it inflates
+every wall-clock part), of the whole process (all jobs included: process CPU / cores bounds the
+wall time of the run on an idle machine from below), and the load average during the run.
+
 With --cores 1 jobs run one after another and the parts add up to the wall time exactly; with
 more cores the job parts are summed over jobs (CPU-side), so compare scheduling and start-up with
 the wall time ("% of wall") and read the job parts as busy time.
@@ -42,15 +47,38 @@ def measure(configfile: str, cores: int, results: str | None = None, extra: list
     env = dict(os.environ, DIPBENCH_TIMINGS=str(timings))
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", configfile,
            "--config", f"results={results}", "-q", *(extra or [])]
+    load0 = os.getloadavg()[0]
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    out, err = Path(results) / "snakemake.out", Path(results) / "snakemake.err"
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fo, stderr=fe, text=True)
+        main_cpu = proc_cpu = None
+        while proc.poll() is None:  # the Snakemake process' main thread: parsing, DAG, scheduling
+            main_cpu = _thread_cpu(proc.pid) or main_cpu
+            proc_cpu = _thread_cpu(proc.pid, whole=True) or proc_cpu
+            time.sleep(0.2)
     wall = time.time() - t0
     if proc.returncode:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        sys.stderr.write(out.read_text()[-4000:] + err.read_text()[-4000:])
         raise SystemExit(f"snakemake failed (exit {proc.returncode}): {' '.join(cmd)}")
     recs = [json.loads(line) for line in timings.read_text().splitlines()] if timings.exists() else []
     return split(recs, wall, t0, cores) | dict(config=configfile, cores=cores, results=results,
-                                                command=" ".join(cmd[1:]))
+                                                command=" ".join(cmd[1:]), main_thread_cpu_s=main_cpu,
+                                                process_cpu_s=proc_cpu,
+                                                load_avg=(load0 + os.getloadavg()[0]) / 2)
+
+
+def _thread_cpu(pid: int, whole: bool = False) -> float | None:
+    """CPU seconds of the process' main thread (Linux /proc; None elsewhere).  Jobs run in other
+    threads, so this is what Snakemake itself burns: imports, parsing, DAG, job selection, output
+    checks -- a figure the machine's load does not inflate, unlike wall-clock splits.
+    whole=True: the whole process (every thread: the jobs' work too)."""
+    try:
+        stat = f"/proc/{pid}/stat" if whole else f"/proc/{pid}/task/{pid}/stat"
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _process_start(pid: int) -> float | None:
@@ -113,12 +141,15 @@ def _import_cost() -> float:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| config | cores | jobs | wall s | scheduling s | start-up s | model loading s | solving s | "
-             "other job work s | scheduling + start-up |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "other job work s | scheduling + start-up | Snakemake main thread CPU s | process CPU s | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        cpu, pcpu = r.get("main_thread_cpu_s"), r.get("process_cpu_s")
         lines.append(f"| {r['config']} | {r['cores']} | {r['n_jobs']} | {r['wall_s']:.1f} | {r['scheduling_s']:.1f} | "
                      f"{r['startup_s']:.1f} | {r['load_s']:.1f} | {r['solve_s']:.1f} | {r['other_jobs_s']:.1f} | "
-                     f"{r['overhead_pct']:.1f}% |")
+                     f"{r['overhead_pct']:.1f}% | {'n/a' if cpu is None else f'{cpu:.1f}'} | "
+                     f"{'n/a' if pcpu is None else f'{pcpu:.1f}'} | "
+                     f"{r.get('load_avg', float('nan')):.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -210,7 +210,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out-dir", default="results/benchmarks/map_convergence")
-    ap.add_argument("--solvers", default="vml_map,vml_map_pre,map_ga_d,map_ga_d_np,map_ga_pgdm")
+    ap.add_argument("--solvers", default="vml_map,vml_map_pre,map_ga_d,map_ga_d_np,map_ga_d_pgdm")
     ap.add_argument("--priors", default="random,smooth")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--sigma-y", type=float, default=0.05)

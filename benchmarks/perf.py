@@ -34,12 +34,14 @@ TARGET = 1.10
 # reduced budgets so a CPU run finishes in minutes; `paper` uses each solver's defaults
 SMALL = {"vml_map": dict(steps=5, iters=10), "vml_map_pre": dict(steps=5, iters=10),
          "map_ga_d": dict(steps=5, iters=10), "map_ga_d_np": dict(steps=5, iters=10),
+         "map_ga_d_pgdm": dict(steps=5, iters=10, pgdm_steps=20),
+         "map_ga": dict(steps=5, iters=10), "map_ga_np": dict(steps=5, iters=10),
          "map_ga_pgdm": dict(steps=5, iters=10, pgdm_steps=20),
          "ddrm": dict(steps=20), "ddnm": dict(steps=50), "pgdm": dict(steps=50), "gdm": dict(steps=50),
          "dps": dict(steps=50),
          "diffpir": dict(steps=50), "reddiff": dict(steps=50), "daps_1k": dict(annealing_steps=10, langevin_steps=20),
          "daps_4k": dict(annealing_steps=10, langevin_steps=20), "mgps": dict(steps=20)}
-LATENT = {"resample", "latent_daps", "psld", "latent_vml_map"}  # need a prior with encode/decode
+LATENT = {"resample", "latent_daps", "psld", "latent_vml_map", "latent_mgps"}  # need a prior with encode/decode
 
 
 class PeakRSS:
@@ -143,7 +145,8 @@ def run(prior_name, solver_names, task_names, batches, budget, dev, log=print):
         op = operators.build(opname, shape, **params).to(dev)
         for sname in solver_names:
             cls = solvers.get(sname)
-            if set(cls.needs) - set(op.provides) or (sname in LATENT and not hasattr(prior, "encode")):
+            if set(cls.needs) - set(op.provides) or (sname in LATENT and not hasattr(prior, "encode")) \
+                    or (getattr(cls, "needs_consistency", False) and not hasattr(prior, "consistency")):
                 continue
             kw = SMALL.get(sname, {}) if budget == "small" else {}
             try:

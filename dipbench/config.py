@@ -55,6 +55,160 @@ def solver_entries(cfg) -> dict:
                 "sweep_of": None} for k, v in raw.items()}
 
 
+# ---------------------------------------------------------------------------- solver-entry features
+# Keys of a solver entry beside `solver`, `params`, `sweep`, `label` (config/paper/*.yaml use them to
+# run the papers' protocols; each is validated in check_names, naming the key):
+#   tasks:       [task, ...]      run this entry only on these tasks (default: every task)
+#   sigma_y:     0.0              the noise level the solver is TOLD (the measurement keeps its task's
+#                                 sigma_y); run.json records both, the tables footnote the rows
+#   per_task:    {task: {param: value}}   parameter overrides for one task (after `params`; a swept
+#                                 parameter cannot be overridden per task)
+#   project:     true             post-step x <- x - A^+(A x - y) (dipbench/projection.py)
+#   best_of:     {k: 4, by: psnr} ORACLE: k runs, per image the best by the ground-truth metric `by`
+#   oracle_init: {sigma: 0.5}     ORACLE: the solver starts from x_sigma = x0 + sigma*eta written by
+#                                 the measure step; only for solver classes with accepts_init = True
+# Oracle options use the ground truth: they are recorded in run.json (`oracle`) and footnoted in
+# every table that shows the row.
+ENTRY_FEATURES = ("tasks", "sigma_y", "per_task", "project", "best_of", "oracle_init")
+
+
+def entry_runs_on(entry: dict, task: str) -> bool:
+    tasks = entry.get("tasks")
+    return tasks is None or task in tasks
+
+
+def planned_runs(cfg) -> list[tuple]:
+    """(dataset, task, solver entry, seed) of every run the grid plans: the cross product, minus the
+    tasks an entry's `tasks:` list leaves out."""
+    entries = solver_entries(cfg)
+    return [(d, t, s, int(k)) for d in cfg["datasets"] for t in cfg["tasks"] for s, e in entries.items()
+            if entry_runs_on(e, t) for k in cfg["seeds"]]
+
+
+def solver_entry(cfg, solver: str, task: str) -> dict:
+    """The entry one run uses: ``params`` with the task's ``per_task`` overrides merged in, and the
+    feature keys that are set (absent ones are left out, so an entry without them hashes as before)."""
+    e = dict(solver_entries(cfg)[solver])
+    over = dict(((e.get("per_task") or {}).get(task)) or {})
+    e["params"] = {**e["params"], **over}
+    e.pop("per_task", None)
+    e.pop("tasks", None)
+    if e.get("best_of") and e["best_of"].get("tasks") is not None:  # best_of limited to some tasks
+        e["best_of"] = ({k: v for k, v in e["best_of"].items() if k != "tasks"}
+                        if task in e["best_of"]["tasks"] else None)
+    return {k: v for k, v in e.items() if v is not None or k in ("sweep_of",)}
+
+
+def oracle_sigmas(cfg) -> list[float]:
+    """The noise levels of every `oracle_init` in the config (the measure step writes x_sigma for each)."""
+    out = {float(e["oracle_init"]["sigma"]) for e in solver_entries(cfg).values() if e.get("oracle_init")}
+    return sorted(out)
+
+
+def oracle_key(sigma: float) -> str:
+    """Name of x_sigma = x0 + sigma * eta in measurement.npz."""
+    return f"oracle_x_sigma_{float(sigma):g}"
+
+
+def measure_spec(cfg, dataset: str, task: str) -> dict:
+    """The measure rule's params (a change re-runs the measurement): the dataset and task entries and,
+    only when some solver asks for an oracle initialisation, its noise levels."""
+    spec = dict(dataset=dataset_entry(cfg, dataset), task=task_entry(cfg, task))
+    sig = oracle_sigmas(cfg)
+    if sig:
+        spec["oracle_init"] = sig
+    return spec
+
+
+def oracle_notes(entry: dict) -> list[str]:
+    """Human-readable oracle options of a resolved entry (run.json `oracle`, table footnotes)."""
+    notes = []
+    if entry.get("best_of"):
+        b = entry["best_of"]
+        notes.append(f"best of {int(b['k'])} runs per image by {b.get('by', 'psnr')} against the ground truth")
+    if entry.get("oracle_init"):
+        notes.append(f"initialised from the ground truth: x_sigma = x0 + {float(entry['oracle_init']['sigma']):g}"
+                     f" * eta (sigma = {float(entry['oracle_init']['sigma']):g})")
+    return notes
+
+
+def _feature_errors(cfg, name: str, e: dict, cls, ops: dict) -> list[str]:
+    """Errors of the solver-entry feature keys of entry ``name`` (resolved by solver_entries)."""
+    import metrics
+
+    errs = []
+    key = f"solvers.{e.get('sweep_of') or name}"
+    tasks = list(cfg.get("tasks", {}) or {})
+    if e.get("tasks") is not None:
+        bad = [t for t in e["tasks"] if t not in tasks]
+        if bad:
+            errs.append(f"{key}.tasks: no task(s) {', '.join(map(str, bad))} in this config; tasks: {', '.join(tasks)}")
+        if not e["tasks"]:
+            errs.append(f"{key}.tasks: empty list (the entry would never run); remove the entry or name tasks")
+    if e.get("sigma_y") is not None:
+        v = e["sigma_y"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            errs.append(f"{key}.sigma_y: must be a finite number >= 0 (the sigma_y the solver is told), got {v!r}")
+    per_task = e.get("per_task") or {}
+    if not isinstance(per_task, dict):
+        errs.append(f"{key}.per_task: expected a mapping {{task: {{param: value}}}}, got {type(per_task).__name__}")
+        per_task = {}
+    from .sweeps import swept_params
+
+    swept = swept_params((cfg["solvers"].get(e.get("sweep_of") or name) or {}).get("sweep"), name)
+    for t, over in per_task.items():
+        if t not in tasks:
+            errs.append(f"{key}.per_task.{t}: no task '{t}' in this config; tasks: {', '.join(tasks)}")
+            continue
+        if not isinstance(over, dict):
+            errs.append(f"{key}.per_task.{t}: expected a mapping of parameters, got {type(over).__name__}")
+            continue
+        unknown = set(over) - set(cls.defaults)
+        if unknown:
+            errs.append(f"{key}.per_task.{t}: unknown parameter(s) {', '.join(sorted(unknown))} for solver "
+                        f"'{e['solver']}'; parameters: {', '.join(sorted(cls.defaults))}")
+        clash = sorted(set(over) & swept)
+        if clash:
+            errs.append(f"{key}.per_task.{t}: {', '.join(clash)} is swept (`sweep:`); a swept parameter "
+                        f"cannot also be set per task")
+        errs += _param_type_errors(f"{key}.per_task.{t}", over, cls.defaults)
+    run_tasks = [t for t in tasks if entry_runs_on(e, t)]
+    if e.get("project"):
+        for (t, ds), op in ops.items():
+            if t in run_tasks and "svd" not in op.provides and not ("adjoint" in op.provides and op.linear):
+                errs.append(f"{key}.project: operator '{task_entry(cfg, t)['operator']}' (task {t}) has no "
+                            f"pseudo-inverse (it provides {', '.join(sorted(op.provides))}); the projection "
+                            f"x <- x - A^+(Ax - y) needs an SVD or a linear operator with an adjoint: "
+                            f"restrict the entry with `tasks:` or drop `project`")
+    if e.get("best_of"):
+        b = e["best_of"]
+        k, by = b.get("k"), b.get("by", "psnr")
+        bad = [t for t in (b.get("tasks") or []) if t not in tasks]
+        if bad:
+            errs.append(f"{key}.best_of.tasks: no task(s) {', '.join(map(str, bad))} in this config")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            errs.append(f"{key}.best_of.k: must be an integer >= 2 (runs per image), got {k!r}")
+        try:
+            m = metrics.METRICS.get(by)
+            if getattr(m, "kind", "per_image") != "per_image":
+                errs.append(f"{key}.best_of.by: metric '{by}' is computed per set, not per image; use a "
+                            f"per-image metric (e.g. psnr, lpips_vgg)")
+        except Exception as exc:  # noqa: BLE001 - unknown metric name
+            errs.append(f"{key}.best_of.by: {exc}")
+    if e.get("oracle_init"):
+        sig = e["oracle_init"].get("sigma")
+        if isinstance(sig, bool) or not isinstance(sig, (int, float)) or not math.isfinite(sig) or sig <= 0:
+            errs.append(f"{key}.oracle_init.sigma: must be a finite number > 0, got {sig!r}")
+        if not getattr(cls, "accepts_init", False):
+            import solvers
+
+            able = [n for n in solvers.names() if getattr(solvers.get(n), "accepts_init", False)]
+            errs.append(f"{key}.oracle_init: solver '{e['solver']}' does not accept an initialisation (its class "
+                        f"does not set accepts_init = True, so it would ignore x_sigma); remove oracle_init or use "
+                        f"a solver that does ({', '.join(able) or 'none registered'})")
+    return errs
+
+
 def task_entry(cfg, task: str) -> dict:
     t = cfg["tasks"][task] or {}
     return {"operator": t.get("operator", task), "params": dict(t.get("params", {}) or {}),
@@ -69,7 +223,63 @@ def dataset_entry(cfg, dataset: str) -> dict:
                                                     "params": dict(prior.get("params", {}) or {})}}
     if d.get("shape") is not None:  # only when given: keeps existing content hashes unchanged
         out["shape"] = [int(v) for v in d["shape"]]
+    if d.get("consistency") is not None:  # likewise: only datasets that name a consistency model
+        cm = d["consistency"] or {}
+        out["consistency"] = {"name": cm.get("name"), "params": dict(cm.get("params", {}) or {})}
+    if d.get("subset_seed") is not None:  # only when given (likewise): a seeded random n_images
+        out["subset_seed"] = int(d["subset_seed"])
     return out
+
+
+def prior_has_consistency(builder) -> bool:
+    """Whether a prior builder makes objects with their own ``consistency`` map (the exact
+    Gaussian priors), read from the class it returns (its return annotation), never by building."""
+    import typing
+
+    if isinstance(builder, type):
+        return callable(getattr(builder, "consistency", None))
+    try:
+        ret = typing.get_type_hints(builder).get("return")
+    except Exception:  # noqa: BLE001 - unresolvable annotation: unknown, so no
+        return False
+    return isinstance(ret, type) and callable(getattr(ret, "consistency", None))
+
+
+def _consistency_errors(cfg, solvers_mod, priors_mod) -> list[str]:
+    """A solver that needs a consistency map (class attribute ``needs_consistency``) on a dataset
+    whose prior has none and that names no `consistency` model: one error per pair, naming both keys."""
+    from .registry import UnknownName
+
+    errors = []
+    need = []
+    for name, e in solver_entries(cfg).items():
+        try:
+            cls = solvers_mod.SOLVERS.get(e["solver"])
+        except UnknownName:
+            continue
+        if getattr(cls, "needs_consistency", False):
+            need.append((name, e["solver"]))
+    for ds in cfg.get("datasets", {}) or {}:
+        de = dataset_entry(cfg, ds)
+        cm = de.get("consistency")
+        if cm is not None:
+            if cm["name"] is None:
+                errors.append(f"datasets.{ds}.consistency.name: missing; choices: {', '.join(priors_mod.names())}")
+            elif cm["name"] not in priors_mod.PRIORS:
+                errors.append(f"datasets.{ds}.consistency.name: unknown prior '{cm['name']}'; "
+                              f"choices: {', '.join(priors_mod.names())}")
+            continue
+        pname = de["prior"]["name"]
+        if pname is None or pname not in priors_mod.PRIORS or not need:
+            continue
+        if prior_has_consistency(priors_mod.PRIORS.get(pname)):
+            continue
+        for sname, reg in need:
+            errors.append(f"solvers.{sname} x datasets.{ds}: solver '{reg}' needs a consistency model, "
+                          f"but datasets.{ds}.prior '{pname}' has none; add "
+                          f"`datasets.{ds}.consistency: {{name: ...}}` (e.g. cm_imagenet64) or use the "
+                          f"denoiser variant ({reg.replace('map_ga', 'map_ga_d', 1)})")
+    return errors
 
 
 def accepts(fn, name: str) -> bool:
@@ -177,7 +387,10 @@ def check_names(cfg) -> None:
             errors.append(f"solvers.{name}.params: unknown parameter(s) {', '.join(sorted(unknown))}"
                           f" for solver '{e['solver']}'; parameters: {', '.join(sorted(cls.defaults))}")
         errors += _param_type_errors(f"solvers.{name}.params", e["params"], cls.defaults)
+        errors += _feature_errors(cfg, name, e, cls, ops)
         for (t, ds), op in ops.items():
+            if not entry_runs_on(e, t):
+                continue
             lacking = set(cls.needs) - set(op.provides)
             if lacking:
                 errors.append(f"solvers.{name} x tasks.{t}: solver '{e['solver']}' needs "
@@ -185,8 +398,22 @@ def check_names(cfg) -> None:
                               f"provides only {', '.join(sorted(op.provides))}")
     for m in cfg.get("metrics", []):
         lookup(metrics.METRICS.get, "metrics", m)
+    errors += _consistency_errors(cfg, solvers, priors)
+    if cfg.get("paper_grid") and not errors:
+        errors += grid_spec_errors(cfg)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(errors)))
+
+
+def grid_spec_errors(cfg) -> list[str]:
+    """A paper grid (`paper_grid: <name>`) must fill every table spec that names it (`grid:`): every
+    task, solver and dataset such a spec's layout asks for must be in this config (report/specs.py)."""
+    try:
+        from report.specs import load_specs, spec_grid_errors
+    except ImportError as exc:  # the report package is part of the repository
+        return [f"paper_grid: cannot load the table specs ({exc})"]
+    specs, source = load_specs(cfg)
+    return [f"paper_grid {cfg['paper_grid']!r} vs {source}: {m}" for m in spec_grid_errors(specs, cfg)]
 
 
 def _dataset_shape(cfg, ds):
@@ -253,6 +480,16 @@ def solve_resources(cfg, dataset: str, attempt: int = 1) -> dict:
     runtime = int(over.get("runtime", max(30, math.ceil(1.5 * n * spi / 60))))
     gpu = int(over.get("gpu", 0 if str(cfg.get("device", "auto")) == "cpu" else 1))
     return dict(mem_mb=int(over.get("mem_mb", mem)) * attempt, runtime=runtime * attempt, gpu=gpu)
+
+
+def solve_bundle(cfg, dataset: str) -> str:
+    """How a cluster run submits this dataset's jobs (groups: workflow/rules/common.smk):
+    "cell" -- one submission per dataset x task x seed running its measure, every solver's solve
+    and every score in series (images up to 3x32x32: seconds of solving per job, where a
+    submission of its own costs more than the work); "run" -- one submission per solve with its
+    score (larger images), measures bundled apart."""
+    shape = dataset_shape(cfg, dataset) or (3, 256, 256)
+    return "cell" if math.prod(shape) <= _SIZE_CLASSES[0][0] else "run"
 
 
 def rule_resources(cfg, rule: str, attempt: int = 1, mem_mb: int = 4000, runtime: int = 20) -> dict:

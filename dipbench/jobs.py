@@ -5,6 +5,10 @@ Snakemake process, so Python, torch and the package imports are paid once per in
 of once per job (measured in benchmarks/ci_split.py).  On a cluster each job is its own process
 all the same (the executor starts one per job or group).
 
+Every job body runs inside dipbench.progress.job: a job silent for 10 s prints a heartbeat line
+(elapsed time, network calls so far) to the terminal and its log, and a stop request (Ctrl-C,
+SIGTERM: see the Snakefile's onstart) ends it at its next network call.
+
 Each job appends a timing record to the file named by $DIPBENCH_TIMINGS when it is set (JSON
 lines: rule, pid, thread, t_enter, t_exit, and for solve the model-loading and solving seconds);
 benchmarks/ci_split.py reads them to split an end-to-end run into scheduling, start-up, model
@@ -19,7 +23,15 @@ import threading
 import time
 from pathlib import Path
 
+from dipbench import progress
+
 _lock = threading.Lock()
+
+
+def _install_hook() -> None:
+    import solvers.counting
+
+    solvers.counting.hook = progress.on_network_call
 
 
 def logger(log_files):
@@ -63,8 +75,10 @@ def measure(config, wildcards, output, log_files) -> None:
     log = logger(log_files)
     from dipbench.pipeline import measure as run
 
-    run(config, wildcards.dataset, wildcards.task, int(wildcards.seed), Path(output.npz).parent)
-    log(f"measured {wildcards.dataset}/{wildcards.task}/seed{wildcards.seed}")
+    w = wildcards
+    with progress.job(f"measure {w.dataset}/{w.task}/seed{w.seed}", log):
+        run(config, w.dataset, w.task, int(w.seed), Path(output.npz).parent)
+    log(f"measured {w.dataset}/{w.task}/seed{w.seed}")
     _timing("measure", t)
 
 
@@ -74,9 +88,11 @@ def solve(config, wildcards, input, output, threads, log_files) -> dict:
     from dipbench.pipeline import solve_or_record
 
     _threads(threads)
+    _install_hook()
     w = wildcards
-    info = solve_or_record(config, w.dataset, w.task, w.solver, int(w.seed),
-                           Path(input.npz).parent, Path(output.run).parent, log)
+    with progress.job(f"solve {w.dataset}/{w.task}/{w.solver}/seed{w.seed}", log):
+        info = solve_or_record(config, w.dataset, w.task, w.solver, int(w.seed),
+                               Path(input.npz).parent, Path(output.run).parent, log)
     if info["status"] == "failed":
         log(f"status failed: {info['reason']}")
     else:
@@ -93,7 +109,8 @@ def score(config, input, output, threads, log_files) -> None:
     from dipbench.pipeline import score as run
 
     _threads(threads)
-    run(config, Path(input.npz).parent, Path(output.csv).parent)
+    with progress.job(f"score {Path(output.csv).parent}", log):
+        run(config, Path(input.npz).parent, Path(output.csv).parent)
     log(f"scored {Path(output.csv).parent}")
     _timing("score", t)
 
@@ -102,7 +119,9 @@ def aggregate(config, input, output, log_files) -> None:
     t = time.time()
     from dipbench.pipeline import aggregate as run
 
-    run(config, [Path(p).parent for p in input.scores], output[0], log=logger(log_files))
+    log = logger(log_files)
+    with progress.job("aggregate", log):
+        run(config, [Path(p).parent for p in input.scores], output[0], log=log)
     _timing("aggregate", t)
 
 
@@ -117,6 +136,38 @@ def report(config, input, output, log_files) -> None:
     out = Path(output.index).parent
     for d in (output.tables, output.figures):
         Path(d).mkdir(parents=True, exist_ok=True)  # directory outputs exist even when empty
-    written = build_report(config, input.leaderboard, out)
+    with progress.job("report", log):
+        written = build_report(config, input.leaderboard, out)
     log(f"report: {len(written)} files under {out}")
     _timing("report", t)
+
+
+def gmm_table(argv, threads, log_files) -> None:
+    """benchmarks/gmm_table.py in this process (no second interpreter and torch import); its
+    per-replicate lines go to the terminal, the heartbeat to the terminal and the log."""
+    t = time.time()
+    log = logger(log_files)
+    from benchmarks import gmm_table as bench
+
+    _threads(threads)
+    with progress.job("gmm_table", log):
+        bench.main(list(argv))
+    log(f"gmm_table: done in {time.time() - t:.0f} s")
+    _timing("gmm_table", t)
+
+
+def machine_mem_mb(fraction: float = 0.85) -> int:
+    """The local memory budget: `fraction` of this machine's memory (or of the container's cgroup
+    limit when lower), in MB.  The Snakefile gives it to Snakemake as the global `mem_mb` resource
+    of local runs, so jobs run together only while their `mem_mb` requests fit in it."""
+    import psutil
+
+    total = psutil.virtual_memory().total
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            v = Path(f).read_text().strip()
+        except OSError:
+            continue
+        if v.isdigit() and 0 < int(v) < total:
+            total = int(v)
+    return int(total * fraction / 1e6)

@@ -37,6 +37,23 @@ class InputError(RuntimeError):
 
 
 def build_prior(cfg, dataset: str):
+    """The dataset's prior (``_build_denoiser``); with ``datasets.<d>.consistency`` the consistency
+    model is built from that entry the same way and attached (priors/with_consistency.py): the
+    result is the denoiser with a ``consistency`` map and ``consistency_sigma_min``."""
+    den = _build_denoiser(cfg, dataset)
+    cm = C.dataset_entry(cfg, dataset).get("consistency")
+    if cm is None:
+        return den
+    from priors.with_consistency import WithConsistency
+
+    try:   # the same loader path (and failure messages) as the denoiser's, keyed to the cm entry
+        model = _build_denoiser({"datasets": {dataset: {"prior": cm}}}, dataset)
+    except InputError as e:
+        raise InputError(str(e).replace(f"datasets.{dataset}.prior", f"datasets.{dataset}.consistency", 1)) from e
+    return WithConsistency(den, model)
+
+
+def _build_denoiser(cfg, dataset: str):
     """The dataset's prior; a checkpoint that is present but unreadable is named with the fix."""
     import priors
 
@@ -49,12 +66,49 @@ def build_prior(cfg, dataset: str):
         where = _checkpoint_of(p)
         if where is None:
             raise
+        from dipbench.checkpoint_format import CheckpointFormatError
         from dipbench.prefetch import PREFETCH_CMD
+
+        if isinstance(e, CheckpointFormatError):  # read fine, content not understood: say what
+            raise CheckpointFormatError(f"datasets.{dataset}.prior '{p['name']}', checkpoint {where}: "
+                                        f"{e}") from e
+        if not isinstance(e, _READ_ERRORS):
+            raise
 
         raise InputError(f"datasets.{dataset}.prior '{p['name']}': cannot load checkpoint {where} "
                          f"({type(e).__name__}: {str(e)[:300]}). The file is probably truncated or "
                          f"corrupt: delete it and fetch it again with `{PREFETCH_CMD}`, or check "
                          f"the prior's `path` param.") from e
+
+
+def _read_errors():
+    import pickle
+    import zipfile
+
+    return (pickle.UnpicklingError, EOFError, OSError, zipfile.BadZipFile, UnicodeDecodeError,
+            RuntimeError)  # torch.load reports a damaged zip archive as RuntimeError
+
+
+_READ_ERRORS = _read_errors()
+
+
+def require_labels(labels, dataset: str, *objs) -> None:
+    """A prior with ``class_label: true`` needs the dataset's labels: fail before any solver runs."""
+    for o in objs:
+        if labels is None and getattr(o, "class_label", None) is True:
+            raise InputError(f"datasets.{dataset}: the prior uses each image's class (class_label: true) "
+                             f"but the dataset gives no labels (ImageNet: pass `labels:` or use synset "
+                             f"folders, see data/imagenet.py), or set the prior's class_label to an int "
+                             f"or none")
+
+
+def hand_labels(labels, *objs) -> None:
+    """Give each object that takes class labels (``set_labels``: a class-conditional prior with
+    ``class_label: true``) the labels of the batch about to be solved (None when the dataset has
+    none)."""
+    for o in objs:
+        if o is not None and hasattr(o, "set_labels"):
+            o.set_labels(labels)
 
 
 def _checkpoint_of(prior: dict):
@@ -75,7 +129,8 @@ def load_images(cfg, dataset: str):
 
     e = C.dataset_entry(cfg, dataset)
     ds = data.build(e["images"], **e["params"])
-    ids = ds.subset(e["n_images"])
+    ids = random_subset(ds.ids, e["n_images"], e["subset_seed"], dataset, e["images"]) if e.get("subset_seed") is not None \
+        else ds.subset(e["n_images"])
     try:
         return ids, ds.load(ids)
     except FileNotFoundError:
@@ -95,6 +150,32 @@ def load_images(cfg, dataset: str):
                          f"probably truncated or corrupt; replace it. {fix}") from exc
 
 
+def dataset_labels(cfg, dataset: str, ids):
+    """Class labels (ints) of ``ids`` when the dataset has them (``labels(ids)``), else None."""
+    import data
+
+    e = C.dataset_entry(cfg, dataset)
+    ds = data.build(e["images"], **e["params"])
+    if not hasattr(ds, "labels"):
+        return None
+    try:
+        return np.asarray(ds.labels(ids), dtype=np.int64)
+    except (FileNotFoundError, LookupError, ValueError):
+        return None  # no labels source: a prior that needs labels says so when it is called
+
+
+def random_subset(ids, n, seed: int, dataset: str, images: str) -> list[str]:
+    """``n`` ids drawn without replacement by a generator seeded from (images, 'subset', seed), kept in
+    their dataset order (the MGPS paper's "50 randomly selected" images: which ones it drew is not
+    published, so the draw is ours, recorded by its seed)."""
+    ids = list(ids)
+    n = len(ids) if n is None else int(n)
+    if n > len(ids):
+        raise ValueError(f"datasets.{dataset}: {n} images requested, the dataset has {len(ids)}")
+    pick = torch.randperm(len(ids), generator=generator(images, "subset", seed))[:n]
+    return [ids[i] for i in sorted(pick.tolist())]
+
+
 def operator_for(meta: dict):
     import operators
 
@@ -107,7 +188,10 @@ def load_measurement(meas_dir):
     z = np.load(meas_dir / "measurement.npz")
     out = {k: torch.from_numpy(z[k]) for k in ("x", "y") }
     out["x_map"] = torch.from_numpy(z["x_map"]) if "x_map" in z.files else None
+    prefix = C.oracle_key(0).rsplit("_", 1)[0] + "_"
+    out["oracle"] = {float(k[len(prefix):]): torch.from_numpy(z[k]) for k in z.files if k.startswith(prefix)}
     out["ids"] = [str(i) for i in z["ids"]]
+    out["labels"] = torch.from_numpy(z["labels"]) if "labels" in z.files else None
     return meta, out
 
 
@@ -140,15 +224,35 @@ def measure(cfg, dataset: str, task: str, seed: int, out_dir) -> None:
     g = generator(dataset, task, seed, "noise")
     y = clean + te["sigma_y"] * torch.randn(clean.shape, generator=g)
     arrays = dict(x=x.numpy(), y=y.numpy(), ids=np.array(ids))
+    labels = dataset_labels(cfg, dataset, ids)
+    if labels is not None:
+        arrays["labels"] = labels
+    oracle = oracle_inits(x, dataset, task, seed, C.oracle_sigmas(cfg))
+    arrays.update({C.oracle_key(s_): v.numpy() for s_, v in oracle.items()})
     prior = build_prior(cfg, dataset)
+    require_labels(labels, dataset, prior)
     if getattr(prior, "exact", False) and hasattr(prior, "map_estimate"):
         arrays["x_map"] = prior.map_estimate(y, op, te["sigma_y"]).float().numpy()
     meta = dict(dataset=dataset, task=task, seed=seed, operator=te["operator"], operator_params=op_params,
                 sigma_y=te["sigma_y"], x_shape=list(x.shape[1:]), y_shape=list(op.y_shape),
                 provides=sorted(op.provides), n_images=len(ids), exact_map="x_map" in arrays,
                 task_entry=te, dataset_entry=C.dataset_entry(cfg, dataset), created=now())
+    if oracle:  # ground-truth initialisations (oracle, see dipbench/config.py): recorded as such
+        meta["oracle_init"] = dict(sigmas=sorted(oracle), key=C.oracle_key(0).rsplit("_", 1)[0] + "_<sigma>",
+                                   rule="x_sigma = x0 + sigma * eta, eta from generator(dataset, task, seed, "
+                                        "'oracle_init', sigma)")
     write_npz(out_dir / "measurement.npz", **arrays)
     write_json(out_dir / "meta.json", meta)
+
+
+def oracle_inits(x: torch.Tensor, dataset: str, task: str, seed: int, sigmas) -> dict:
+    """{sigma: x0 + sigma * eta} for each requested sigma, eta from a generator seeded by (dataset,
+    task, seed, 'oracle_init', sigma): the same draw for every solver that asks for that sigma."""
+    out = {}
+    for s_ in sigmas:
+        g = generator(dataset, task, seed, "oracle_init", f"{float(s_):g}")
+        out[float(s_)] = x + float(s_) * torch.randn(x.shape, generator=g)
+    return out
 
 
 # ---------------------------------------------------------------------------- solve
@@ -230,21 +334,34 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
     C.import_plugins(cfg)
     run_dir = Path(run_dir)
     device = resolve_device(cfg)
-    entry = C.solver_entries(cfg)[solver]
+    entry = C.solver_entry(cfg, solver, task)  # params with this task's per_task overrides
     meta, m = load_measurement(meas_dir)
     started, t_start = now(), time.perf_counter()
     op = operator_for(meta).to(device)
     prior = build_prior(cfg, dataset).to(device)
+    require_labels(m["labels"], dataset, prior)
     load_s = time.perf_counter() - t_start  # operator + prior (checkpoint loading)
     batch = int(cfg.get("batch_size", 16))
     n = len(m["ids"])
+    # the sigma_y the solver is told: the entry's override, else the measurement's (recorded both ways)
+    told = float(entry["sigma_y"]) if entry.get("sigma_y") is not None else float(meta["sigma_y"])
+    runs = int(entry["best_of"]["k"]) if entry.get("best_of") else 1
+    init_sigma = float(entry["oracle_init"]["sigma"]) if entry.get("oracle_init") else None
+    if init_sigma is not None and init_sigma not in m["oracle"]:
+        raise InputError(f"{meas_dir}: the measurement has no x_sigma for sigma = {init_sigma:g} (oracle_init of "
+                         f"solvers.{entry.get('sweep_of') or solver}); it was made before that entry was added: "
+                         f"re-run the measure step (snakemake -R measure)")
     common = dict(dataset=dataset, task=task, solver=solver, solver_registry=entry["solver"], seed=seed,
                   sweep_of=entry.get("sweep_of"), n_images=n, batch_size=batch, device_kind=device,
-                  measurement=str(meas_dir),
+                  measurement=str(meas_dir), sigma_y=float(meta["sigma_y"]), sigma_y_solver=told,
+                  oracle=C.oracle_notes(entry),
                   config_hash=config_hash(dict(solver=entry, task=meta["task_entry"],
                                                dataset=meta["dataset_entry"], batch_size=batch, seed=seed)))
+    for key in ("project", "best_of", "oracle_init"):
+        if entry.get(key):
+            common[key] = entry[key]
     recon = torch.full_like(m["x"], float("nan"))
-    status, reasons = [], {}
+    status, reasons, picked = [], {}, {}
     nfe = vjp = 0
     solve_s = 0.0
     if device.startswith("cuda"):
@@ -256,14 +373,31 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
         for start in range(0, n, batch):
             sl = slice(start, min(start + batch, n))
             y = m["y"][sl].to(device)
+            hand_labels(None if m["labels"] is None else m["labels"][sl], prior)
+            kw = {} if init_sigma is None else {"init": (m["oracle"][init_sigma][sl].to(device), init_sigma)}
             den = solvers.CountingDenoiser(prior)
-            g = generator(dataset, task, solver, seed, f"batch{start}", device=device)
+            cands = []
             t0 = time.perf_counter()
-            out = alg.solve(y, op, den, meta["sigma_y"], g)
+            for j in range(runs):  # best_of: k runs from their own seeded streams (run 0 = the plain one)
+                g = generator(dataset, task, solver, seed, f"batch{start}", *([f"run{j}"] if j else []),
+                              device=device)
+                out = alg.solve(y, op, den, told, g, **kw)
+                if entry.get("project"):
+                    from .projection import project
+
+                    out = project(out.detach(), y, op)
+                cands.append(out.detach())
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             solve_s += time.perf_counter() - t0
-            out = out.detach().float().cpu()
+            cands = [c.float().cpu() for c in cands]
+            if runs > 1:  # the oracle selection is bookkeeping, not solving: outside the timer
+                out, choice = best_of_runs(cands, m["x"][sl], entry["best_of"].get("by", "psnr"),
+                                           dict(y=m["y"][sl], x_map=None, sigma_y=meta["sigma_y"], meta=meta,
+                                                run={}, cfg=cfg, ids=m["ids"][sl]))
+                picked.update(zip(m["ids"][sl], choice))
+            else:
+                out = cands[0]
             recon[sl] = out
             nfe += den.nfe * (sl.stop - sl.start)
             vjp += den.vjp * (sl.stop - sl.start)
@@ -273,6 +407,8 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
                     reasons[i] = why
             log(f"[{dataset}/{task}/{solver}/seed{seed}] {sl.stop}/{n} images, "
                 f"{solve_s:.1f}s solving, {den.nfe} NFE/{den.vjp} VJP per image")
+        if picked:
+            common["best_of_choice"] = picked
     except (torch.cuda.OutOfMemoryError, MemoryError):
         raise  # the machine's limit, not the method's: fail the job so Snakemake retries it
     except Exception as e:  # noqa: BLE001 - the solver's own failure is a result, recorded below
@@ -293,6 +429,27 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
     write_json(run_dir / "run.json", info)  # last: run.json present <=> the run is complete
     _mark_resolved(run_dir)
     return info
+
+
+def best_of_runs(cands, truth, by: str, ctx) -> tuple:
+    """Per image, the candidate with the best ``by`` score against the ground truth ``truth`` (the
+    ``best_of`` oracle); non-finite candidates rank last.  Returns (images, chosen run index per image)."""
+    import metrics
+
+    met = metrics.build(by)
+    hib = bool(met.higher_is_better)
+    worst = -math.inf if hib else math.inf
+    scores = []
+    for c in cands:
+        ok = torch.isfinite(c.reshape(len(c), -1)).all(1)
+        v = np.asarray(met.per_image(torch.nan_to_num(c, 0.0, 0.0, 0.0).clamp(-1e3, 1e3), truth, ctx),
+                       dtype=np.float64)
+        v = np.where(ok.numpy() & np.isfinite(v), v, worst)
+        scores.append(v)
+    scores = np.stack(scores)                     # (k, B)
+    choice = (scores.argmax(0) if hib else scores.argmin(0)).tolist()
+    out = torch.stack([cands[j][i] for i, j in enumerate(choice)])
+    return out, [int(j) for j in choice]
 
 
 def _write_recon(run_dir, recon, ids) -> None:
@@ -320,7 +477,7 @@ def solve_or_record(cfg, dataset, task, solver, seed, meas_dir, run_dir, log=pri
         mem, mem_kind = peak_memory_mb(p["device"])
         n = len(p["ids"])
         info = {k: v for k, v in p.items() if k not in ("recon", "ids", "t_start", "device")}
-        info.setdefault("params", C.solver_entries(cfg)[solver]["params"])
+        info.setdefault("params", C.solver_entry(cfg, solver, task)["params"])
         info.update(status="failed", reason=reason, traceback=f.tb,
                     images={i: "failed" for i in p["ids"]}, reasons={i: reason for i in p["ids"]},
                     wall_s=time.perf_counter() - p["t_start"], wall_per_image_s=None,
@@ -415,6 +572,10 @@ def aggregate(cfg, run_dirs, out_csv, log=print):
         for name in metric_names:
             row[name] = float(sc[name].mean()) if name in sc and sc[name].notna().any() else math.nan
         row["unavailable"] = "; ".join(f"{k}: {v}" for k, v in extra.get("unavailable", {}).items())
+        # what the table footnotes need: the sigma_y the solver was told (when it differs from the
+        # measurement's), the projection post-step and the oracle options (dipbench/config.py)
+        row.update(sigma_y=run.get("sigma_y"), sigma_y_solver=run.get("sigma_y_solver"),
+                   project=bool(run.get("project", False)), oracle="; ".join(run.get("oracle") or []))
         row.update(wall_per_image_s=run["wall_per_image_s"], nfe_per_image=run["nfe_per_image"],
                    vjp_per_image=run["vjp_per_image"], peak_memory_mb=run["peak_memory_mb"],
                    memory_kind=run["memory_kind"], device=run["device"], config_hash=run["config_hash"],

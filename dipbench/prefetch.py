@@ -151,10 +151,22 @@ def fetch_one(name: str, entry: dict, root=None, timeout: float = 60.0, log=prin
 
 
 def needed(config: dict, registry: dict) -> list[str]:
-    """Checkpoint names a workflow config needs (its priors, plus prefetch.checkpoints)."""
-    priors_used = {((d or {}).get("prior") or {}).get("name")
-                   for d in (config.get("datasets") or {}).values()}
-    names = [n for n, e in registry.items() if e.get("prior") and e["prior"] in priors_used]
+    """Checkpoint names a workflow config needs (its datasets' priors and consistency models, the
+    networks of its tasks' operators, plus prefetch.checkpoints).  A prior whose params name a
+    ``checkpoint`` needs that entry; otherwise its entries, except those marked ``default: false``
+    (the alternatives of a multi-file prior)."""
+    names = []
+    for d in (config.get("datasets") or {}).values():
+        for key in ("prior", "consistency"):
+            spec = (d or {}).get(key) or {}
+            ck = (spec.get("params") or {}).get("checkpoint")
+            if ck is not None and ck in registry and registry[ck].get("prior") == spec.get("name"):
+                names.append(ck)
+            elif spec.get("name"):
+                names += [n for n, e in registry.items()
+                          if e.get("prior") == spec["name"] and e.get("default", True) is not False]
+    ops_used = {(t or {}).get("operator") for t in (config.get("tasks") or {}).values()}
+    names += [n for n, e in registry.items() if e.get("operator") and e["operator"] in ops_used]
     extra = list(((config.get("prefetch") or {}).get("checkpoints")) or [])
     for n in extra:
         if n not in registry:

@@ -78,6 +78,13 @@ def _variants(name: str, sweep) -> list[dict]:
     raise SweepError(f"solvers.{name}.sweep: expected a mapping or a list, got {type(sweep).__name__}")
 
 
+def swept_params(sweep, name: str = "?") -> set:
+    """Names of the parameters a ``sweep`` value sets (empty for None)."""
+    if sweep is None:
+        return set()
+    return {k for v in _variants(name, sweep) for k in v}
+
+
 def expand_solvers(solvers_cfg: dict) -> dict:
     """{entry name: {...}} from the config's ``solvers`` mapping, sweeps expanded (see module doc)."""
     out: dict = {}

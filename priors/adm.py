@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dipbench.checkpoint_format import CheckpointFormatError, load_state_dict_checked, read_checkpoint
+
 from .base import Denoiser, sigma_column
 from .registry import register
 
@@ -135,24 +137,39 @@ class ResBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Self-attention over pixels; per head, the qkv channels are laid out [q_h, k_h, v_h] ("legacy" order)."""
+    """Self-attention over pixels.
 
-    def __init__(self, ch: int, num_heads: int = 1, num_head_channels: int = -1):
+    ``layout="legacy"`` (guided-diffusion, LDM): 1-D 1x1 convolutions over the flattened pixels;
+    per head the qkv channels are [q_h, k_h, v_h].  ``layout="cm"`` (consistency_models'
+    AttentionBlock with its default ``attention_type="flash"``, cm/unet.py): 2-D 1x1
+    convolutions (weights (C, C, 1, 1)); the qkv channels are [q of all heads, k of all heads,
+    v of all heads] (``"b (three h d) s"``); attention is the same exact softmax(q k^T/sqrt(d)) v."""
+
+    def __init__(self, ch: int, num_heads: int = 1, num_head_channels: int = -1, layout: str = "legacy"):
         super().__init__()
+        if layout not in ("legacy", "cm"):
+            raise ValueError(f"attention layout {layout!r}: 'legacy' or 'cm'")
+        self.layout = layout
         self.heads = num_heads if num_head_channels == -1 else ch // num_head_channels
         self.norm = _norm(ch)
-        self.qkv = nn.Conv1d(ch, 3 * ch, 1)
-        self.proj_out = nn.Conv1d(ch, ch, 1)
+        conv = nn.Conv1d if layout == "legacy" else nn.Conv2d
+        self.qkv = conv(ch, 3 * ch, 1)
+        self.proj_out = conv(ch, ch, 1)
 
     def forward(self, x, emb=None):
         b, c, *sp = x.shape
-        xf = x.reshape(b, c, -1)
-        qkv = self.qkv(self.norm(xf))
         d = c // self.heads
-        q, k, v = qkv.reshape(b * self.heads, 3 * d, -1).split(d, dim=1)   # (bH, d, T)
+        if self.layout == "legacy":
+            xf = x.reshape(b, c, -1)
+            qkv = self.qkv(self.norm(xf))
+            q, k, v = qkv.reshape(b * self.heads, 3 * d, -1).split(d, dim=1)   # (bH, d, T)
+        else:
+            xf = x
+            qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, d, -1)     # (b, three, h, d, T)
+            q, k, v = (t.reshape(b * self.heads, d, -1) for t in qkv.unbind(1))
         a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        h = a.transpose(1, 2).reshape(b, c, -1)
-        return (xf + self.proj_out(h)).reshape(b, c, *sp)
+        h = self.proj_out(a.transpose(1, 2).reshape(b, c, *([-1] if self.layout == "legacy" else sp)))
+        return (xf + h).reshape(b, c, *sp)
 
 
 class _Seq(nn.ModuleList):
@@ -163,17 +180,23 @@ class _Seq(nn.ModuleList):
 
 
 class ADMUNet(nn.Module):
-    """The ADM U-Net (unconditional); forward(x, t) -> (B, out_channels, H, W)."""
+    """The ADM U-Net; forward(x, t[, y]) -> (B, out_channels, H, W).  ``num_classes``: a class
+    embedding ``label_emb`` (nn.Embedding) added to the time embedding, and ``y`` (B,) class
+    indices required; ``attention_layout``: see AttentionBlock."""
 
     def __init__(self, image_size=256, in_channels=3, model_channels=128, out_channels=6,
                  num_res_blocks=1, attention_resolutions=(16,), channel_mult=(1, 1, 2, 2, 4, 4),
                  num_heads=4, num_head_channels=64, use_scale_shift_norm=True, resblock_updown=True,
-                 conv_resample=True):
+                 conv_resample=True, num_classes=None, attention_layout="legacy"):
         super().__init__()
         self.model_channels = model_channels
+        self.num_classes = num_classes
         emb_ch = 4 * model_channels
         self.time_embed = nn.Sequential(nn.Linear(model_channels, emb_ch), nn.SiLU(),
                                         nn.Linear(emb_ch, emb_ch))
+        if num_classes is not None:
+            self.label_emb = nn.Embedding(num_classes, emb_ch)
+        lay = attention_layout
         ss = use_scale_shift_norm
         ch = int(channel_mult[0] * model_channels)
         self.input_blocks = nn.ModuleList([_Seq([nn.Conv2d(in_channels, ch, 3, padding=1)])])
@@ -183,7 +206,7 @@ class ADMUNet(nn.Module):
                 layers = [ResBlock(ch, emb_ch, int(mult * model_channels), ss)]
                 ch = int(mult * model_channels)
                 if ds in attention_resolutions:
-                    layers.append(AttentionBlock(ch, num_heads, num_head_channels))
+                    layers.append(AttentionBlock(ch, num_heads, num_head_channels, lay))
                 self.input_blocks.append(_Seq(layers))
                 chans.append(ch)
             if level != len(channel_mult) - 1:
@@ -192,7 +215,7 @@ class ADMUNet(nn.Module):
                 chans.append(ch)
                 ds *= 2
         self.middle_block = _Seq([ResBlock(ch, emb_ch, ch, ss),
-                                  AttentionBlock(ch, num_heads, num_head_channels),
+                                  AttentionBlock(ch, num_heads, num_head_channels, lay),
                                   ResBlock(ch, emb_ch, ch, ss)])
         self.output_blocks = nn.ModuleList()
         for level, mult in list(enumerate(channel_mult))[::-1]:
@@ -200,7 +223,7 @@ class ADMUNet(nn.Module):
                 layers = [ResBlock(ch + chans.pop(), emb_ch, int(model_channels * mult), ss)]
                 ch = int(model_channels * mult)
                 if ds in attention_resolutions:
-                    layers.append(AttentionBlock(ch, num_heads, num_head_channels))
+                    layers.append(AttentionBlock(ch, num_heads, num_head_channels, lay))
                 if level and i == num_res_blocks:
                     layers.append(ResBlock(ch, emb_ch, ch, ss, up=True) if resblock_updown
                                   else Upsample(ch, conv_resample))
@@ -208,8 +231,12 @@ class ADMUNet(nn.Module):
                 self.output_blocks.append(_Seq(layers))
         self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
 
-    def forward(self, x, t):
+    def forward(self, x, t, y=None):
         emb = self.time_embed(timestep_embedding(t, self.model_channels))
+        if (y is None) != (self.num_classes is None):
+            raise ValueError("ADMUNet: class labels y are required exactly when the net is class-conditional")
+        if y is not None:
+            emb = emb + self.label_emb(y)
         hs, h = [], x
         for block in self.input_blocks:
             h = block(h, emb)
@@ -268,8 +295,11 @@ def build_adm(config: str, path=None, **overrides) -> VPEpsDenoiser:
     cfg.update(overrides)
     net = ADMUNet(**cfg)
     if path is not None:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        net.load_state_dict(state, strict=True)
+        state = read_checkpoint(torch.load, Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise CheckpointFormatError(f"ADM checkpoint {Path(path).name}: expected a state dict "
+                                        f"(torch.save(model.state_dict())); got {type(state).__name__}")
+        load_state_dict_checked(net, state, f"ADM checkpoint {Path(path).name}")
     net.eval().requires_grad_(False)
     return VPEpsDenoiser(net, (cfg["in_channels"], cfg["image_size"], cfg["image_size"]))
 

@@ -17,14 +17,20 @@ allow-list only:
   (-> records), numpy scalars/dtypes, ``torch.device``/dtypes;
 
 anything else (``os.system``, ``builtins.eval``, ``subprocess.Popen``, ...) raises
-``pickle.UnpicklingError``.  The records are then turned into a flat state dict and the
-constructor arguments (``init_kwargs``) of the top-level network; the network is rebuilt from
-the implementations below (``EDMPrecond`` + ``DhariwalUNet``, same module names as the release),
-and the state dict is loaded strictly.
+``RefusedGlobal`` (a ``pickle.UnpicklingError`` and a ``CheckpointFormatError``).  The records are
+then turned into a flat state dict and the constructor arguments of the top-level network, which
+persistence.py records as ``_init_args`` / ``_init_kwargs`` in the object's state; the network is
+rebuilt from the implementations below (``EDMPrecond`` + ``DhariwalUNet``, same module names as the
+release) and the state dict is loaded strictly.  Any field the loader does not understand (a
+record field, a record version other than 6, a constructor argument, a parameter name or shape)
+raises ``CheckpointFormatError`` naming it; the field-by-field layout, with the official source
+lines, is written above ``_Record`` below and in tests/fixtures/checkpoints/README.md.
 """
 from __future__ import annotations
 
 import collections
+import functools
+import inspect
 import io
 import math
 import pickle
@@ -33,6 +39,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from dipbench.checkpoint_format import (read_checkpoint, CheckpointFormatError, RefusedGlobal, describe_keys,
+                                        load_state_dict_checked)
 
 from .base import Denoiser, sigma_column
 from .registry import register
@@ -148,7 +157,7 @@ class DhariwalUNet(nn.Module):
 
     def __init__(self, img_resolution, in_channels, out_channels, label_dim=0, augment_dim=0,
                  model_channels=192, channel_mult=(1, 2, 3, 4), channel_mult_emb=4, num_blocks=3,
-                 attn_resolutions=(32, 16, 8), dropout=0.10, label_dropout=0, **_ignored):
+                 attn_resolutions=(32, 16, 8), dropout=0.10, label_dropout=0):
         super().__init__()
         emb = model_channels * channel_mult_emb
         kw = dict(emb_channels=emb, channels_per_head=64)
@@ -223,8 +232,22 @@ class EDMPrecond(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# restricted unpickling
+# restricted unpickling of torch_utils.persistence records
 # --------------------------------------------------------------------------------------------
+# The format, as written by NVlabs/edm@008a4e5 torch_utils/persistence.py:
+#   * a persistent object pickles as the call ``_reconstruct_persistent_obj(meta)`` (lines 123-131)
+#     with ``meta = dict(type='class', version=6, module_src=<source of the defining module>,
+#     class_name=<class name>, state=<the object's __dict__>)`` (line 127; _version = 6, line 26;
+#     the reader asserts the version and type, lines 195 and 198);
+#   * the constructor arguments are recorded in the state as ``_init_args`` (a tuple) and
+#     ``_init_kwargs`` (a dict) by the decorator's __init__ (lines 105-109; None when the instance
+#     set ``_record_init_args = False``);
+#   * the rest of the state is torch.nn.Module's __dict__: ``_parameters``, ``_buffers``,
+#     ``_non_persistent_buffers_set``, ``_modules`` (+ hooks, ``training``, plain attributes).
+# A release file is ``pickle.dump(dict(ema=..., loss_fn=..., augment_pipe=..., dataset_kwargs=...))``
+# (training/training_loop.py lines 179-188).
+PERSISTENCE_VERSION = 6
+META_FIELDS = frozenset({"type", "version", "module_src", "class_name", "state"})
 NETWORK_CLASSES = {"EDMPrecond": EDMPrecond}
 # classes whose objects may appear in a release pickle; anything else is refused
 KNOWN_CLASSES = frozenset({
@@ -232,6 +255,7 @@ KNOWN_CLASSES = frozenset({
     "Conv2d", "Linear", "GroupNorm", "PositionalEmbedding", "FourierEmbedding", "AttentionOp",
     "EDMLoss", "VPLoss", "VELoss", "AugmentPipe",
 })
+MODULE_STATE_FIELDS = ("_parameters", "_buffers", "_modules")
 
 
 class _Record:
@@ -243,13 +267,29 @@ class _Record:
 
     @staticmethod
     def from_meta(meta):
-        if not isinstance(meta, dict) or meta.get("type") != "class":
-            raise pickle.UnpicklingError("edm_pickle: unexpected persistent-object record")
-        name = meta.get("class_name")
+        if not isinstance(meta, dict):
+            raise CheckpointFormatError(f"EDM pickle: a persistent-object record must be a dict "
+                                        f"(torch_utils/persistence.py meta); got {type(meta).__name__}")
+        unknown = set(meta) - META_FIELDS
+        missing = META_FIELDS - set(meta)
+        if unknown or missing:
+            raise CheckpointFormatError(
+                f"EDM pickle: a persistent-object record has fields {sorted(meta)}; expected exactly "
+                f"{sorted(META_FIELDS)} (torch_utils/persistence.py version {PERSISTENCE_VERSION})"
+                + (f"; not understood: {sorted(unknown)}" if unknown else "")
+                + (f"; missing: {sorted(missing)}" if missing else ""))
+        if meta["version"] != PERSISTENCE_VERSION:
+            raise CheckpointFormatError(
+                f"EDM pickle: persistent-object record version {meta['version']!r}; this loader reads "
+                f"version {PERSISTENCE_VERSION} (the NVlabs/edm release format)")
+        if meta["type"] != "class":
+            raise CheckpointFormatError(f"EDM pickle: persistent-object record of type {meta['type']!r}; "
+                                        f"only 'class' records exist in the release format")
+        name = meta["class_name"]
         if name not in KNOWN_CLASSES:
-            raise pickle.UnpicklingError(f"edm_pickle: refusing class {name!r} "
-                                         f"(allowed: {', '.join(sorted(KNOWN_CLASSES))})")
-        return _Record(name, meta.get("state"))          # meta['module_src'] is never used
+            raise RefusedGlobal(f"EDM pickle: refusing class {name!r} "
+                                f"(allowed: {', '.join(sorted(KNOWN_CLASSES))})")
+        return _Record(name, meta["state"])          # meta['module_src'] is never used
 
 
 class _ModuleRecord(_Record):
@@ -263,8 +303,10 @@ class _ModuleRecord(_Record):
         self.state = state
 
 
+@functools.lru_cache(maxsize=None)
 def _container(name):
-    return type(f"_{name}Record", (_ModuleRecord,), {"container": name})
+    # unpickling makes these with NEWOBJ (cls.__new__, no __init__): the name is a class attribute
+    return type(f"_{name}Record", (_ModuleRecord,), {"container": name, "class_name": name, "state": None})
 
 
 class _EasyDict(dict):
@@ -282,7 +324,7 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, *state):
 
 def _rebuild_from_type_v2(func, new_type, args, state):
     if func not in _SAFE_FUNCS:
-        raise pickle.UnpicklingError("edm_pickle: unexpected tensor rebuild function")
+        raise RefusedGlobal("EDM pickle: unexpected tensor rebuild function")
     return func(*args)
 
 
@@ -337,30 +379,37 @@ class ReleaseUnpickler(pickle.Unpickler):
         try:
             return self._globals[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
-                f"edm_pickle: refusing global {module}.{name} (not an EDM release network component)"
+            raise RefusedGlobal(
+                f"EDM pickle: refusing global {module}.{name} (not an EDM release network component)"
             ) from None
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError("edm_pickle: persistent ids are not expected in an EDM release pickle")
+        raise CheckpointFormatError("EDM pickle: persistent ids are not expected in an EDM release "
+                                    "pickle (is this a torch.save zip file rather than a release .pkl?)")
 
 
 def load_release(path) -> dict:
     """Unpickle a release file into plain data (records, dicts, tensors) without running code."""
     with open(path, "rb") as f:
-        return ReleaseUnpickler(f).load()
+        return read_checkpoint(lambda fh: ReleaseUnpickler(fh).load(), f)
 
 
-def _state_of(rec) -> dict:
+def _state_of(rec, where: str) -> dict:
     st = rec.state if isinstance(rec, _Record) else None
     if not isinstance(st, dict):
-        raise ValueError(f"edm_pickle: record {getattr(rec, 'class_name', rec)!r} has no module state")
+        raise CheckpointFormatError(f"EDM pickle: {where} ({getattr(rec, 'class_name', type(rec).__name__)}) "
+                                    f"has no module state dict")
+    missing = [k for k in MODULE_STATE_FIELDS if k not in st]
+    if missing:
+        raise CheckpointFormatError(
+            f"EDM pickle: expected fields {list(MODULE_STATE_FIELDS)} in the state of {where} "
+            f"({rec.class_name}); missing {missing}; got keys {describe_keys(st)}")
     return st
 
 
 def flatten_state_dict(rec, prefix: str = "") -> dict:
     """The state dict (parameters + persistent buffers) of a module record tree."""
-    st = _state_of(rec)
+    st = _state_of(rec, prefix.rstrip(".") or "the top-level network")
     out = {}
     for k, v in (st.get("_parameters") or {}).items():
         if v is not None:
@@ -375,49 +424,168 @@ def flatten_state_dict(rec, prefix: str = "") -> dict:
     return out
 
 
+def _accepted(fn) -> set:
+    return {p.name for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+
+
+def constructor_arguments(rec) -> dict:
+    """The recorded constructor arguments (``_init_args`` + ``_init_kwargs``) of the top-level
+    network as keyword arguments, checked against what this implementation understands."""
+    st = _state_of(rec, "the top-level network")
+    missing = [k for k in ("_init_args", "_init_kwargs") if k not in st]
+    if missing:
+        raise CheckpointFormatError(
+            f"EDM pickle: expected field{'s' * (len(missing) > 1)} {' and '.join(missing)} in the "
+            f"persistent-object state of {rec.class_name} (torch_utils/persistence.py records the "
+            f"constructor arguments there); got keys {describe_keys(st, 60)}")
+    args, kwargs = st["_init_args"], st["_init_kwargs"]
+    if args is None or kwargs is None:
+        raise CheckpointFormatError(f"EDM pickle: {rec.class_name} was saved without its constructor "
+                                    f"arguments (_init_args/_init_kwargs are None: _record_init_args=False)")
+    if not isinstance(kwargs, dict) or not isinstance(args, (tuple, list)):
+        raise CheckpointFormatError(f"EDM pickle: _init_args must be a tuple and _init_kwargs a dict; got "
+                                    f"{type(args).__name__} and {type(kwargs).__name__}")
+    cls = NETWORK_CLASSES[rec.class_name]
+    pos = [n for n in inspect.signature(cls).parameters]
+    if len(args) > len(pos):
+        raise CheckpointFormatError(f"EDM pickle: {len(args)} positional constructor arguments for "
+                                    f"{rec.class_name}, which takes at most {len(pos)}")
+    out = dict(zip(pos, args))
+    clash = set(out) & set(kwargs)
+    if clash:
+        raise CheckpointFormatError(f"EDM pickle: constructor arguments {sorted(clash)} given both "
+                                    f"positionally and by keyword")
+    out.update(kwargs)
+    model_type = out.get("model_type", "DhariwalUNet")
+    if model_type not in MODEL_TYPES:
+        raise CheckpointFormatError(f"EDM pickle: model_type {model_type!r} is not implemented here "
+                                    f"(implemented: {', '.join(MODEL_TYPES)}; the ImageNet-64 release "
+                                    f"uses DhariwalUNet)")
+    understood = (_accepted(cls) | _accepted(MODEL_TYPES[model_type])) - {
+        "in_channels", "out_channels", "model_kwargs"}
+    unknown = sorted(set(out) - understood)
+    if unknown:
+        raise CheckpointFormatError(
+            f"EDM pickle: constructor argument(s) {unknown} of {rec.class_name} are not understood by "
+            f"this loader (understood: {', '.join(sorted(understood))})")
+    return out
+
+
+MODEL_TYPES = {"DhariwalUNet": DhariwalUNet}
+
+
 def network_from_record(rec) -> nn.Module:
     if not isinstance(rec, _Record) or rec.class_name not in NETWORK_CLASSES:
-        raise ValueError(f"edm_pickle: top-level network {getattr(rec, 'class_name', type(rec).__name__)!r} "
-                         f"not supported (supported: {', '.join(NETWORK_CLASSES)})")
-    kwargs = dict(_state_of(rec).get("init_kwargs") or {})
-    net = NETWORK_CLASSES[rec.class_name](**kwargs)
-    net.load_state_dict(flatten_state_dict(rec), strict=True)
+        raise CheckpointFormatError(
+            f"EDM pickle: top-level network {getattr(rec, 'class_name', type(rec).__name__)!r} not "
+            f"supported (supported: {', '.join(NETWORK_CLASSES)})")
+    net = NETWORK_CLASSES[rec.class_name](**constructor_arguments(rec))
+    load_state_dict_checked(net, flatten_state_dict(rec), f"EDM pickle ({rec.class_name})")
     return net.eval().requires_grad_(False)
 
 
 def load_network(path, key: str = "ema") -> nn.Module:
     data = load_release(path)
     if not isinstance(data, dict) or key not in data:
-        raise ValueError(f"edm_pickle: {path} has no {key!r} entry")
+        raise CheckpointFormatError(f"EDM pickle: {path} should hold a dict with an {key!r} entry (the "
+                                    f"EMA network of a release file); got keys {describe_keys(data)}")
     return network_from_record(data[key])
 
 
-class EDMReleaseDenoiser(Denoiser):
-    """An EDM release network as D(x, sigma).  Class-conditional nets get ``class_label``: an int,
-    or None for the uniform label vector (1/label_dim each)."""
+# --------------------------------------------------------------------------------------------
+# the denoiser and its class label
+# --------------------------------------------------------------------------------------------
+def parse_class_label(value):
+    """``true`` (the image's label, handed over per batch with set_labels), an int (that class for
+    every image), or ``none`` / None (EDMPrecond's own default: an all-zero label vector)."""
+    if value is True or value is None:
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("none", "null"):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "true":
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"class_label must be true (the dataset's label of each image), an int class "
+                         f"index, or none (all-zero label vector); got {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"class_label must be true, an int or none; got {value!r}") from None
+
+
+class LabelledPrior:
+    """Mixin: per-batch class labels handed over by the pipeline (``set_labels``) when
+    ``class_label`` is true.  The pipeline calls set_labels(labels) before each batch."""
+    class_label = None
+    num_classes = 0
+    _labels = None
+
+    def set_labels(self, labels) -> None:
+        self._labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+
+    def class_indices(self, x: torch.Tensor):
+        """(B,) long class indices for this batch, or None for the all-zero label vector."""
+        if self.class_label is None:
+            return None
+        if self.class_label is True:
+            if self._labels is None:
+                raise ValueError(
+                    f"{type(self).__name__}: class_label is true (each image's own class) but no labels "
+                    f"were handed over: the dataset must provide labels (ImageNet needs its labels "
+                    f"file or synset folders, see data/imagenet.py), or set the prior param "
+                    f"class_label to an int or none")
+            lab = self._labels
+            if lab.numel() != x.shape[0]:
+                raise ValueError(f"{type(self).__name__}: {lab.numel()} labels handed over for a batch of "
+                                 f"{x.shape[0]} images")
+            lab = lab.to(x.device)
+        else:
+            lab = torch.full((x.shape[0],), int(self.class_label), dtype=torch.long, device=x.device)
+        if self.num_classes and (int(lab.min()) < 0 or int(lab.max()) >= self.num_classes):
+            raise ValueError(f"{type(self).__name__}: class label out of range 0..{self.num_classes - 1}: "
+                             f"{lab.tolist()}")
+        return lab
+
+
+class EDMReleaseDenoiser(LabelledPrior, Denoiser):
+    """An EDM release network as D(x, sigma).  Class-conditional nets take ``class_label``:
+    true (the image's own label, see LabelledPrior), an int, or None (all-zero label vector,
+    what the official EDMPrecond.forward feeds when it is given no label)."""
     sigma_min = 0.002
     sigma_max = 80.0
 
-    def __init__(self, net: EDMPrecond, class_label=None):
+    def __init__(self, net: EDMPrecond, class_label=True):
         self.net = net
         self.shape = (net.img_channels, net.img_resolution, net.img_resolution)
-        self.class_label = class_label
+        self.class_label = parse_class_label(class_label)
+        self.num_classes = int(net.label_dim)
 
     def denoise(self, x, sigma):
         s = sigma_column(sigma, x).reshape(-1)
         labels = None
         if self.net.label_dim:
-            labels = torch.full((x.shape[0], self.net.label_dim), 1.0 / self.net.label_dim,
-                                dtype=x.dtype, device=x.device)
-            if self.class_label is not None:
-                labels = torch.zeros_like(labels)
-                labels[:, int(self.class_label)] = 1.0
+            idx = self.class_indices(x)
+            labels = torch.zeros((x.shape[0], self.net.label_dim), dtype=x.dtype, device=x.device)
+            if idx is not None:
+                labels[torch.arange(x.shape[0], device=x.device), idx] = 1.0
         return self.net(x, s, labels)
 
 
 @register("edm_imagenet64")
-def edm_imagenet64(path: str | None = None, class_label: int | None = None):
-    """EDM's class-conditional ImageNet-64 network (edm-imagenet-64x64-cond-adm.pkl)."""
+def edm_imagenet64(path: str | None = None, class_label=True):
+    """EDM's class-conditional ImageNet-64 network (edm-imagenet-64x64-cond-adm.pkl).
+
+    ``class_label`` (default true): each image's own ImageNet class, handed over per batch by the
+    pipeline from the dataset's labels.  Why the default: MAP-GA ("the pre-trained
+    class-conditional denoiser from [10] ... with their default settings") runs this
+    class-conditional model on ImageNet validation images, and the network was only ever trained
+    with a real one-hot label (EDM's ImageNet config has no label dropout), so the all-zero vector
+    (``none``, what EDMPrecond feeds when called without a label) is outside its training
+    distribution; the companion consistency model cannot run without a label at all.  The paper
+    does not say which label it fed; the image's true class is the reading under which "default
+    settings" of a class-conditional model make sense for restoring a labelled validation image.
+    ``none`` reproduces the official label-free call; an int fixes one class for every image."""
     if path is None:
         from dipbench.prefetch import require_checkpoint
 

@@ -63,6 +63,32 @@ class GaussianPrior(Denoiser):
         z = z * torch.where(ev > 0, self.lam / ev.clamp_min(1e-38), torch.ones_like(ev))  # sigma = 0: D = x
         return (self.mu + z @ self.Q.T).reshape(x.shape)
 
+    # --- consistency map (exact) -----------------------------------------------------------
+    consistency_sigma_min = 0.002   # where f is the identity (the Consistency Models release's eps)
+
+    def consistency(self, x, sigma):
+        """Exact one-step consistency map f(x, sigma): the end point at ``consistency_sigma_min``
+        (= eps) of the probability-flow ODE started from x at level sigma.
+
+        Derivation.  The PF-ODE in the VE convention is dx/dsigma = (x - D(x, sigma)) / sigma.
+        Along an eigen-direction q_i of the covariance (variance lam_i), u = q_i^T (x - mu) obeys
+        du/dsigma = (u - lam_i u / (lam_i + sigma^2)) / sigma = sigma u / (lam_i + sigma^2), i.e.
+        d log u / dsigma = d/dsigma [log(lam_i + sigma^2) / 2], so u(sigma) / sqrt(lam_i + sigma^2)
+        is constant along a trajectory and
+
+            f(x, sigma) = mu + Q diag( sqrt((lam + eps^2) / (lam + sigma^2)) ) Q^T (x - mu).
+
+        It maps the marginal N(mu, S + sigma^2 I) onto N(mu, S + eps^2 I) (the variance ratio of
+        each direction is the square of its factor), is the identity at sigma = eps (levels below
+        eps are treated as eps, as a consistency model's boundary condition does), and is invertible
+        for sigma > 0 (every factor is positive, also where lam_i = 0: eps / sigma)."""
+        b = x.shape[0]
+        eps2 = float(self.consistency_sigma_min) ** 2
+        s2 = sigma_column(sigma, x).clamp_min(float(self.consistency_sigma_min)) ** 2
+        z = (x.reshape(b, -1) - self.mu) @ self.Q
+        z = z * ((self.lam + eps2) / (self.lam + s2)).sqrt()
+        return (self.mu + z @ self.Q.T).reshape(x.shape)
+
     def cov(self) -> torch.Tensor:
         return (self.Q64 * self.lam64) @ self.Q64.T
 
@@ -157,5 +183,5 @@ class GaussianPrior(Denoiser):
 
 
 @register("gaussian")
-def gaussian(mean, cov, shape=None):
+def gaussian(mean, cov, shape=None) -> GaussianPrior:
     return GaussianPrior(mean, cov, shape)

@@ -32,7 +32,7 @@ def fit_moments(n_crops: int, seed: int):
 
 @register("gaussian_fit")
 def gaussian_fit(dataset: str = "skimage32", n_crops: int = 20000, seed: int = 0,
-                 shrinkage: float = 1e-4):
+                 shrinkage: float = 1e-4) -> GaussianPrior:
     if dataset != "skimage32":
         raise ValueError(f"gaussian_fit: only the embedded 'skimage32' train split is supported, got {dataset!r}")
     key = json.dumps(dict(dataset=dataset, n_crops=n_crops, seed=seed, shrinkage=shrinkage), sort_keys=True)

@@ -1,4 +1,5 @@
-"""CelebA-HQ-256 latent diffusion model (Rombach et al. 2022, CompVis ``celebahq-ldm-vq-4``).
+"""CelebA-HQ-256 and FFHQ-256 latent diffusion models (Rombach et al. 2022, CompVis
+``celebahq-ldm-vq-4`` / ``ffhq-ldm-vq-4``).
 
 Two parts, state-dict compatible with the CompVis (Lightning) checkpoint's ``state_dict``:
   * ``first_stage_model.*``  - VQ autoencoder, f = 4 (taming-transformers Encoder/Decoder, ch 128,
@@ -15,12 +16,22 @@ The denoiser acts on latents (``shape`` = (3, 64, 64)), wrapped VP -> EDM exactl
 does, on this schedule; ``encode``/``decode`` map images in [-1, 1] to latents and back (decode
 quantises to the nearest code first, as LDM's VQ decode does).  ``x_shape`` = (3, 256, 256).
 
-Loading: ``priors.build("ldm_celebahq256", path=...)`` reads a torch checkpoint with
-``torch.load(weights_only=True)`` (a dict with ``state_dict`` or a flat state dict).  The
-release's ``model.ckpt`` is a Lightning checkpoint; if it holds objects that weights_only refuses,
-re-save its ``state_dict`` once on a trusted machine.  Not tested against the real file here (no
-download on this machine): the tests check architecture, names/shapes against a manifest and
-hand-written names, and forward shapes.  diffusers is not used.
+Loading: ``priors.build("ldm_celebahq256", path=...)`` (or ``ldm_ffhq256``) reads the release's
+``model.ckpt``, a PyTorch Lightning checkpoint, with priors/lightning_checkpoint.py (torch.load with
+a restricted unpickler: Lightning/OmegaConf objects in the callback and hyper-parameter entries
+become inert stand-ins, nothing is executed; ``weights_only=True`` would refuse them).  From its
+``state_dict`` (or a flat state dict) every key must be one the loader understands
+(``STATE_PREFIXES`` / ``SCHEDULE_BUFFERS`` / ``scale_factor``): the U-Net (EMA weights when
+present, as LDM samples with them), the first stage, LitEma's bookkeeping and LatentDiffusion's
+registered schedule buffers, which are checked against the configured schedule.  Anything else (a
+conditioning model, an unknown key, a differing schedule) fails with CheckpointFormatError naming
+it.  tests/fixtures/checkpoints/ldm_small.ckpt is such a checkpoint written by the official
+latent-diffusion code and Lightning 1.4.2 (random weights, small configuration), with the
+official outputs it is compared against.  diffusers is not used.
+
+FFHQ (``ldm_ffhq256``): latent-diffusion's ``configs/latent-diffusion/ffhq-ldm-vq-4.yaml`` has the
+same model section as ``celebahq-ldm-vq-4.yaml`` (same U-Net, VQ-f4 first stage, schedule); only
+the data differ, so the same configuration and manifest names apply (priors/manifests/).
 """
 from __future__ import annotations
 
@@ -30,7 +41,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dipbench.checkpoint_format import CheckpointFormatError, describe_keys, load_state_dict_checked
+
 from .adm import ADMUNet, VPEpsDenoiser
+from .lightning_checkpoint import read_lightning_checkpoint
 from .registry import register
 
 UNET_CONFIG = dict(image_size=64, in_channels=3, model_channels=224, out_channels=3, num_res_blocks=2,
@@ -209,16 +223,61 @@ class LDMPrior(VPEpsDenoiser):
         self.vq = vq
         self.x_shape = (vq_cfg["out_ch"], vq_cfg["resolution"], vq_cfg["resolution"])
 
+    scale_factor = 1.0        # LatentDiffusion's latent scale (1 for the VQ-f4 face models)
+
     def encode(self, x):
-        return self.vq.encode(x)
+        return self.scale_factor * self.vq.encode(x)
 
     def decode(self, z):
-        return self.vq.decode(z)
+        return self.vq.decode(z / self.scale_factor)
 
     def to(self, device):
         super().to(device)
         self.vq.to(device)
         return self
+
+
+# keys of a LatentDiffusion state dict (latent-diffusion@a506df5 ldm/models/diffusion/ddpm.py):
+# the U-Net ``model.diffusion_model.*`` (DiffusionWrapper), the first stage ``first_stage_model.*``,
+# LitEma ``model_ema.*`` (ldm/modules/ema.py: ``decay``, ``num_updates`` and the U-Net parameter
+# names with the dots removed), the schedule buffers registered in DDPM.register_schedule
+# (lines 136-156), and ``scale_factor`` / ``logvar`` when registered (lines 112-114, 459).
+STATE_PREFIXES = ("model.diffusion_model.", "first_stage_model.", "model_ema.")
+SCHEDULE_BUFFERS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
+                    "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod",
+                    "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_variance",
+                    "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2")
+OTHER_KEYS = ("scale_factor", "logvar")
+
+
+def check_state_keys(sd: dict, what: str = "LDM checkpoint") -> None:
+    """Fail naming every key that is not part of an unconditional LatentDiffusion state dict."""
+    unknown = [k for k in sd if not k.startswith(STATE_PREFIXES) and k not in SCHEDULE_BUFFERS
+               and k not in OTHER_KEYS]
+    if unknown:
+        cond = [k for k in unknown if k.startswith("cond_stage_model.")]
+        hint = (" (a conditioning model: this loader reads the unconditional LDMs only)" if cond else "")
+        raise CheckpointFormatError(f"{what}: state_dict entries not understood: {unknown[:8]}"
+                                    f"{' ...' if len(unknown) > 8 else ''} ({len(unknown)} in all){hint}; "
+                                    f"understood: {', '.join(STATE_PREFIXES)}*, the schedule buffers "
+                                    f"{', '.join(SCHEDULE_BUFFERS[:2])}, ..., {', '.join(OTHER_KEYS)}")
+    if not any(k.startswith("model.diffusion_model.") for k in sd):
+        raise CheckpointFormatError(f"{what}: no model.diffusion_model.* entries (the U-Net); got keys "
+                                    f"{describe_keys(sd)}")
+
+
+def check_schedule(sd: dict, schedule: dict, what: str = "LDM checkpoint") -> None:
+    """The checkpoint's registered betas must be the configured schedule's."""
+    if "betas" not in sd:
+        return
+    want = ldm_sigmas(**schedule)
+    betas = sd["betas"].double()
+    ab = torch.cumprod(1 - betas, 0)
+    got = ((1 - ab) / ab).sqrt()
+    if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-5):
+        raise CheckpointFormatError(f"{what}: the checkpoint's beta schedule ({betas.numel()} steps, "
+                                    f"{float(betas[0]):.6g} .. {float(betas[-1]):.6g}) is not the configured "
+                                    f"one ({schedule})")
 
 
 def split_state_dict(sd: dict, use_ema: bool = True) -> tuple[dict, dict]:
@@ -235,15 +294,34 @@ def split_state_dict(sd: dict, use_ema: bool = True) -> tuple[dict, dict]:
     return unet, vq
 
 
-def build_ldm(path=None, unet_cfg=UNET_CONFIG, vq_cfg=VQ_CONFIG, schedule=SCHEDULE) -> LDMPrior:
+def read_state_dict(path) -> dict:
+    """The state dict of an LDM checkpoint file (Lightning checkpoint or flat state dict)."""
+    obj = read_lightning_checkpoint(path)
+    sd = obj.get("state_dict", obj)
+    if not isinstance(sd, dict):
+        raise CheckpointFormatError(f"LDM checkpoint {path}: 'state_dict' is a {type(sd).__name__}, "
+                                    f"expected a dict of tensors")
+    return sd
+
+
+def build_ldm(path=None, unet_cfg=UNET_CONFIG, vq_cfg=VQ_CONFIG, schedule=SCHEDULE, use_ema=True) -> LDMPrior:
     unet, vq = ADMUNet(**unet_cfg), VQModel(**vq_cfg)
+    scale = 1.0
     if path is not None:
-        u, v = split_state_dict(torch.load(Path(path), map_location="cpu", weights_only=True))
-        unet.load_state_dict(u, strict=True)
-        vq.load_state_dict(v, strict=True)
+        sd = read_state_dict(path)
+        what = f"LDM checkpoint {Path(path).name}"
+        check_state_keys(sd, what)
+        check_schedule(sd, schedule, what)
+        u, v = split_state_dict(sd, use_ema)
+        load_state_dict_checked(unet, u, f"{what} (model.diffusion_model)")
+        load_state_dict_checked(vq, v, f"{what} (first_stage_model)")
+        if "scale_factor" in sd:
+            scale = float(sd["scale_factor"])
     unet.eval().requires_grad_(False)
     vq.eval().requires_grad_(False)
-    return LDMPrior(unet, vq, unet_cfg, vq_cfg, schedule)
+    prior = LDMPrior(unet, vq, unet_cfg, vq_cfg, schedule)
+    prior.scale_factor = scale
+    return prior
 
 
 @register("ldm_celebahq256")
@@ -253,4 +331,15 @@ def ldm_celebahq256(path: str | None = None):
         from dipbench.prefetch import require_checkpoint
 
         path = require_checkpoint("ldm_celebahq256")
+    return build_ldm(path)
+
+
+@register("ldm_ffhq256")
+def ldm_ffhq256(path: str | None = None):
+    """CompVis FFHQ-256 LDM (VQ-f4, ``ffhq-ldm-vq-4``: the CelebA-HQ model's configuration);
+    ``path``: the checkpoint (model.ckpt from ffhq.zip)."""
+    if path is None:
+        from dipbench.prefetch import require_checkpoint
+
+        path = require_checkpoint("ldm_ffhq256")
     return build_ldm(path)

@@ -22,7 +22,7 @@ def dataset_table(df: pd.DataFrame, metric_names, digits: int = 3):
     """Rows: solvers; columns: (task, metric) with arrows for the better direction."""
     parts, notes = [], []
     for m in metric_names:
-        if m not in df or df[m].isna().all() and not df.get("unavailable", pd.Series(dtype=str)).fillna("").str.contains(m).any():
+        if m not in df or df[m].isna().all() and not df.get("unavailable", pd.Series(dtype=str)).fillna("").astype(str).str.contains(m).any():
             continue
         shown, _, n = build_table(df, m, metric_direction(m), digits=digits)
         arrow = "↑" if metric_direction(m) else "↓"
@@ -70,6 +70,14 @@ def build_report(cfg, leaderboard_csv, out_dir) -> list[Path]:
     if skipped:
         lines += ["", "Skipped specs (nothing of theirs in this leaderboard):", ""]
         lines += [f"- `{sid}` ({paper}): {why}" for sid, paper, why in skipped]
+
+    from .reported import render as render_reported
+
+    rep, rep_index = render_reported(specs, df, out_dir)
+    lines += ["", "## Reproduction (the papers' numbers beside ours)", "",
+              f"- [Reproduction report: reported vs measured, cells within tolerance]({rep_index})"]
+    lines += [f"- [{title}]({path})" for title, path in rep]
+    written += [out_dir / rep_index] + [out_dir / path for _, path in rep]
 
     figs = all_figures(df, out_dir, n_images=int((cfg.get("report") or {}).get("grid_images", 4)))
     lines += ["", "## Figures", ""]

@@ -81,6 +81,121 @@ def select_sweeps(sub: pd.DataFrame, spec) -> tuple[pd.DataFrame, str]:
                  f"(best of sweep, as the papers report): {picks}.")
 
 
+GROUP_SEP = "\x1f"  # joins a row group label and a solver name inside a layout's frame
+
+
+def _seed_filter(frame: pd.DataFrame, seeds) -> pd.DataFrame:
+    if seeds is None or "seed" not in frame:
+        return frame
+    return frame[frame["seed"].astype(int).isin([int(k) for k in seeds])]
+
+
+def _column_frame(sub: pd.DataFrame, label: str, task: str) -> pd.DataFrame:
+    """The rows of one table column, relabelled ``task = label``.  ``task: "*"`` is every task of the
+    dataset averaged per (solver, seed) first (cost tables: one column for the whole grid)."""
+    if task != "*":
+        part = sub[sub["task"].astype(str) == str(task)].copy()
+        part["task"] = label
+        return part
+    num = [c for c in sub.columns if c not in ("dataset", "task", "solver", "seed", "variant", "sweep_of")
+           and pd.api.types.is_numeric_dtype(sub[c])]
+    keys = [c for c in ("dataset", "solver", "seed") if c in sub]
+    part = sub.groupby(keys, as_index=False, sort=False)[num].mean() if len(sub) else sub.iloc[0:0].copy()
+    def merged(c, v):
+        if c == "status":
+            return "diverged" if (v == "diverged").any() else "ok"
+        texts = [str(x) if isinstance(x, str) else "" for x in v]
+        joined = "; ".join(sorted({t for t in texts if t}))
+        return f"on some of the tasks: {joined}" if joined and "" in texts and c == "oracle" else joined
+
+    for c in ("status", "unavailable", "oracle"):
+        if c in sub:
+            part = part.merge(sub.groupby(keys, as_index=False, sort=False)[c].agg(lambda v, c=c: merged(c, v)),
+                              on=keys, how="left")
+    part["task"] = label
+    return part
+
+
+def layout_frame(spec: dict, lay: dict, df: pd.DataFrame, dataset: str):
+    """Resolve one layout on one dataset: (frame with task = column label and solver = row name,
+    rows [(label, name)], columns [(label, label)], rows absent, tasks absent, sweep note).
+
+    A layout has ``columns`` ({label: task}, [task] or "*") and ``rows`` ({label: solver}, [solver]
+    or "*"), or ``row_groups`` ({group label: {column label: task}}): the same rows repeated per
+    group, each group reading its own tasks under shared column labels (MAP-GA Table 3: masks as
+    columns, one group of rows per noise level)."""
+    sub = _seed_filter(df[df["dataset"].astype(str) == dataset], lay.get("seeds", spec.get("seeds")))
+    sub, sweep_note = select_sweeps(sub, spec)
+    present_tasks = _sorted_unique(sub["task"])
+    rows, rows_absent = _pairs(lay.get("rows", "*"), _sorted_unique(sub["solver"]))
+    if lay.get("row_groups"):
+        parts, cols, cols_absent, out_rows = [], [], [], []
+        for g, mapping in lay["row_groups"].items():
+            have, absent = _pairs(mapping, present_tasks)
+            cols_absent += absent
+            for label, task in have:
+                part = _column_frame(sub, label, task)
+                part["solver"] = f"{g}{GROUP_SEP}" + part["solver"].astype(str)
+                parts.append(part)
+            for label in mapping:
+                if str(label) not in [c for c, _ in cols]:
+                    cols.append((str(label), str(label)))
+            if have:
+                out_rows += [(f"{g} · {rl}", f"{g}{GROUP_SEP}{rn}") for rl, rn in rows]
+        frame = pd.concat(parts, ignore_index=True) if parts else sub.iloc[0:0]
+        cols = [c for c in cols if c[0] in set(frame["task"].astype(str))] if len(frame) else []
+        return frame, out_rows, cols, rows_absent, cols_absent, sweep_note
+    sel = lay.get("columns", "*")
+    if sel in (None, "*"):
+        pairs, absent = [(t, t) for t in present_tasks], []
+    else:
+        items = list(sel.items()) if isinstance(sel, dict) else [(c, c) for c in sel]
+        pairs = [(str(l), str(t)) for l, t in items if str(t) == "*" or str(t) in present_tasks]
+        absent = [str(t) for _, t in items if str(t) != "*" and str(t) not in present_tasks]
+    parts = [_column_frame(sub, label, task) for label, task in pairs]
+    frame = pd.concat(parts, ignore_index=True) if parts else sub.iloc[0:0]
+    return frame, rows, [(label, label) for label, _ in pairs], rows_absent, absent, sweep_note
+
+
+def protocol_notes(frame: pd.DataFrame, rows) -> list[str]:
+    """Footnotes for what a row's runs did beyond the plain protocol: a sigma_y told to the solver
+    that differs from the measurement's, the projection post-step, and ORACLE options (ground truth
+    used: best-of-k selection, initialisation from x0 + sigma * eta).  Never silent."""
+    notes = []
+    label_of = {str(n): str(l) for l, n in rows}
+    sub = frame[frame["solver"].astype(str).isin(label_of)]
+    if sub.empty:
+        return notes
+
+    def who(mask):
+        """Row labels, each with the columns it applies to when that is not every column of the row."""
+        out = []
+        for s in dict.fromkeys(sub.loc[mask, "solver"].astype(str)):
+            mine = sub["solver"].astype(str) == s
+            cols = list(dict.fromkeys(sub.loc[mine & mask, "task"].astype(str)))
+            every = list(dict.fromkeys(sub.loc[mine, "task"].astype(str)))
+            out.append(label_of[s] + ("" if len(cols) == len(every) else f" ({', '.join(cols)})"))
+        return ", ".join(out)
+
+    if "sigma_y_solver" in sub and "sigma_y" in sub:
+        told = pd.to_numeric(sub["sigma_y_solver"], errors="coerce")
+        meas = pd.to_numeric(sub["sigma_y"], errors="coerce")
+        diff = told.notna() & meas.notna() & ((told - meas).abs() > 1e-12 * (1 + meas.abs()))
+        for val in sorted(set(told[diff])):
+            m = diff & (told == val)
+            notes.append(f"σ_y told to the solver: {val:g} (the measurements have σ_y = "
+                         f"{', '.join(f'{v:g}' for v in sorted(set(meas[m])))}), rows: {who(m)}.")
+    if "project" in sub:
+        m = sub["project"].astype(str).str.lower().isin(["true", "1"])
+        if m.any():
+            notes.append(f"Projected onto the measurement subspace, x ← x − A⁺(Ax − y), after solving: {who(m)}.")
+    if "oracle" in sub:
+        o = sub["oracle"].fillna("").astype(str)
+        for text in sorted(set(o[o != ""])):
+            notes.append(f"ORACLE (uses the ground truth; not a fair comparison): {who(o == text)}: {text}.")
+    return notes
+
+
 def render_grid_spec(spec, df, out_dir):
     entries, reasons = [], []
     datasets = _sorted_unique(df["dataset"])
@@ -91,28 +206,86 @@ def render_grid_spec(spec, df, out_dir):
             reasons.append(f"datasets {ds_sel} not in the leaderboard")
             continue
         for d in ds:
-            sub, sweep_note = select_sweeps(df[df["dataset"].astype(str) == d], spec)
-            cols, cols_absent = _pairs(lay.get("columns", "*"), _sorted_unique(sub["task"]))
-            rows, rows_absent = _pairs(lay.get("rows", "*"), _sorted_unique(sub["solver"]))
+            frame, rows, cols, rows_absent, cols_absent, sweep_note = layout_frame(spec, lay, df, d)
             if not cols or not rows:
                 reasons.append(f"{d}: none of the tasks {cols_absent} ran" if not cols
                                else f"{d}: none of the solvers {rows_absent} ran")
                 continue
-            seeds = sub["seed"].nunique()
+            seeds = frame["seed"].nunique() if "seed" in frame else 0
             dropped = ""
             if rows_absent or cols_absent:
                 dropped = ("Not in this run (dropped): " + ", ".join(
-                    ([f"solvers {rows_absent}"] if rows_absent else []) + ([f"tasks {cols_absent}"] if cols_absent else [])) + ".")
-            title = f"{spec.get('title', spec['id'])} — {d} (mean ± std over {seeds} seed(s))"
-            grid = build_grid(sub, rows, cols, lay.get("metrics", spec.get("metrics", ["psnr"])), title=title,
-                              caption=_caption(spec, " ".join(b for b in (dropped, sweep_note) if b)), formats=spec.get("formats"),
+                    ([f"solvers {rows_absent}"] if rows_absent else []) +
+                    ([f"tasks {sorted(set(cols_absent))}"] if cols_absent else [])) + ".")
+            notes = protocol_notes(frame, rows)
+            head = lay.get("title", spec.get("title", spec["id"]))
+            title = f"{head} — {d} (mean ± std over {seeds} seed(s))"
+            extra = " ".join(b for b in (lay.get("what", ""), dropped, sweep_note, *notes) if b)
+            if lay.get("title"):  # an analogue (e.g. the embedded data): say what it mirrors, not the paper's setup
+                caption = " ".join(b for b in (f"Mirrors {spec.get('paper', spec['id'])} "
+                                               f"({spec.get('title', '')}).", extra) if b)
+            else:
+                caption = _caption(spec, extra)
+            grid = build_grid(frame, rows, cols, lay.get("metrics", spec.get("metrics", ["psnr"])), title=title,
+                              caption=caption, formats=spec.get("formats"),
                               better=spec.get("better"), spread=spec.get("spread", "std"))
             stem = f"{spec['id']}__{d}"
             md, tex = _write(out_dir, stem, grid_markdown(grid), grid_latex(grid, f"tab:{stem}"))
-            entries.append((f"{spec.get('paper', spec['id'])}: {spec.get('title', '')} — {d}", md, tex))
+            entries.append((f"{spec.get('paper', spec['id'])}: {head} — {d}", md, tex))
         if entries:
             break  # the first layout that renders wins (paper datasets before the embedded stand-in)
     return entries, reasons
+
+
+# ---------------------------------------------------------------------------- spec <-> grid checks
+def spec_grids(spec) -> list[str]:
+    g = spec.get("grid")
+    return [] if g is None else ([g] if isinstance(g, str) else list(g))
+
+
+def layout_names(lay: dict) -> tuple[list, list, list]:
+    """(datasets, tasks, solvers) a layout asks for ("*" entries left out)."""
+    ds = [] if lay.get("datasets", "*") == "*" else list(lay["datasets"])
+    tasks = []
+    if lay.get("row_groups"):
+        for mapping in lay["row_groups"].values():
+            tasks += [str(t) for t in (mapping.values() if isinstance(mapping, dict) else mapping)]
+    else:
+        sel = lay.get("columns", "*")
+        if sel not in (None, "*"):
+            tasks += [str(t) for t in (sel.values() if isinstance(sel, dict) else sel)]
+    sel = lay.get("rows", "*")
+    solvers = [] if sel in (None, "*") else [str(s) for s in (sel.values() if isinstance(sel, dict) else sel)]
+    return ds, [t for t in tasks if t != "*"], solvers
+
+
+def spec_grid_errors(specs, cfg) -> list[str]:
+    """For the paper grid ``cfg`` (its ``paper_grid`` name): every spec whose ``grid`` names it must
+    have a layout on the grid's datasets, and that layout's tasks and solver rows must all be in the
+    grid (solver rows: entry names or sweep base names).  Empty list = consistent."""
+    from dipbench.config import solver_entries
+
+    name = cfg.get("paper_grid")
+    errs = []
+    entries = solver_entries(cfg)
+    solver_names = set(entries) | {e["sweep_of"] for e in entries.values() if e.get("sweep_of")}
+    tasks, datasets = set(cfg.get("tasks", {})), set(cfg.get("datasets", {}))
+    for spec in specs:
+        if name not in spec_grids(spec) or spec.get("kind", "grid") != "grid":
+            continue
+        mine = [lay for lay in spec.get("layouts", []) if layout_names(lay)[0]
+                and set(layout_names(lay)[0]) <= datasets]
+        if not mine:
+            errs.append(f"spec {spec['id']}: no layout on this grid's datasets {sorted(datasets)}")
+        for i, lay in enumerate(mine):
+            _, t, s = layout_names(lay)
+            miss_t = [x for x in t if x not in tasks]
+            miss_s = [x for x in s if x not in solver_names]
+            if miss_t:
+                errs.append(f"spec {spec['id']} layout {i}: task(s) {miss_t} not in this grid's tasks")
+            if miss_s:
+                errs.append(f"spec {spec['id']} layout {i}: solver(s) {miss_s} not in this grid's solvers")
+    return errs
 
 
 def _run_params(run_dir) -> dict | None:

@@ -54,7 +54,7 @@ def build_table(df: pd.DataFrame, metric: str, higher_is_better: bool, rows: str
                 notes.add(f"{DIVERGED} some images diverged (non-finite output); the mean is over the rest.")
             if isinstance(m, float) and math.isnan(m):
                 unavail = df[(df[rows] == r) & (df[cols] == c)].get("unavailable")
-                if unavail is not None and unavail.fillna("").str.contains(metric).any():
+                if unavail is not None and unavail.fillna("").astype(str).str.contains(metric).any():
                     txt = "–" + UNAVAILABLE
                     notes.add(f"{UNAVAILABLE} metric unavailable here (see the leaderboard's 'unavailable' column "
                               f"for the reason and the prefetch command).")
@@ -254,7 +254,14 @@ def _tex(s: str) -> str:
                  (DIVERGED, r"$^\dagger$"), (UNAVAILABLE, r"$^\ddagger$"), (NOT_RUN, r"$^\S$"),
                  (NOT_COMPUTED, r"$^\P$"), ("~", r"\textasciitilde{}")):
         s = s.replace(a, b)
+    for a, b in UNICODE_TEX.items():  # the papers' labels (ΠGDM, σ_y, SR ×4, x₀.₅) for pdflatex
+        s = s.replace(a, b)
     return s
+
+
+UNICODE_TEX = {"σ": r"$\sigma$", "Π": r"$\Pi$", "η": r"$\eta$", "×": r"$\times$", "·": r"$\cdot$",
+               "∈": r"$\in$", "⁺": r"$^{+}$", "−": "-", "←": r"$\leftarrow$", "₀": r"$_{0}$",
+               "₅": r"$_{5}$", "≤": r"$\leq$", "≥": r"$\geq$", "°": r"$^{\circ}$"}
 
 
 def grid_latex(grid: Grid, label: str) -> str:

@@ -60,17 +60,25 @@ class MGPS(Solver):
             return p.grad_steps_every
         return p.grad_steps
 
+    def grid(self, den):
+        """(timesteps, sigma per index) (a hook: latent_mgps reads the prior's own schedule)."""
+        return mgps_grid(self.p.steps, den)
+
+    def midpoint(self, tp: int) -> int:
+        """Midpoint timestep index l for the next index t' (a hook: latent_mgps varies alpha)."""
+        return max(int(math.floor(self.p.alpha * tp)), 1)
+
     def solve(self, y, op, den, sigma_y, generator):
         p = self.p
         sy2 = max(float(sigma_y), p.sigma_y_floor) ** 2
-        ts, sig = mgps_grid(p.steps, den)
+        ts, sig = self.grid(den)
         b = y.shape[0]
         shape = (b,) + tuple(den.shape)
         x = sig[ts[-1]] * noise(shape, generator)
         x0_prev = None
         for i in range(p.steps - 1, 1, -1):
             t, tp = ts[i], ts[i - 1]
-            l = max(int(math.floor(p.alpha * tp)), 1)
+            l = self.midpoint(tp)
             st, sp, sl = sig[t], sig[tp], sig[l]
             with torch.no_grad():
                 dt = den(x, st)

@@ -9,7 +9,15 @@ renoise x = x0 + s_{i+1} n'.  The last x0 is returned.
 Step size: eta_i = c / (||H||^2 / sy^2 + 1 / (4 s_i^2)), a bound on the curvature of the loss
 (the prior part of the Hessian peaks at 1/(4 s^2), the data part at ||H||^2 / sy^2), with c the
 per-task constant ``lr_scale``.  A fixed eta proportional to sy^2 diverges (DESIGN.md, measured).
-For a noiseless task sy is floored at ``sigma_y_floor`` inside the loss.
+For a noiseless task sy is floored at ``sigma_y_floor`` inside the loss.  The paper's own
+learning-rate rule is not in the text this project could read (only its opening is stored).
+
+Levels below sigma_y on a learned prior: there eta ~ 4 s^2, the data term's weight
+eta ||H||^2 / sy^2 goes to 0 and each step moves x by ~4 J^T (x - D), so the last levels follow the
+network's own estimate at tiny s.  Exact on an exact prior; on a network that is inaccurate at
+small s (the embedded U-Net below ~0.02) they drift (measured: colours lost, PSNR -3 dB; more
+steps per level make it worse), so a grid can end at ``sigma_min`` = sigma_y
+(benchmarks/diagnose_map.py has the record; config/default.yaml does so).
 
 Why it finds the MAP (Gaussian prior N(mu, S), checked in tests/test_map_solvers.py): with
 d = D(x, s) = mu + J (x - mu), J = S (S + s^2)^-1, one has x - d = s^2 S^-1 (d - mu) and
@@ -78,6 +86,23 @@ def trace_grad(x, d, op, s: float, sy: float, probes: int, generator) -> torch.T
     return out / (2 * probes)
 
 
+def vml_level_stats(s, eta, x, d, y, op, sy, gnorms) -> dict:
+    """Per-level diagnostics, batch means: the data residual ||H D - y|| / sqrt(m), the loss's data
+    part ||y - H D||^2 / (2 sy^2 m) and its -||x - D||^2 / (2 s^2 n) part, the first and last
+    gradient norms of the level, and the range of D."""
+    with torch.no_grad():
+        b = y.shape[0]
+        r = (op(d) - y).reshape(b, -1)
+        e = (x - d).reshape(b, -1)
+        return dict(sigma=float(s), eta=float(eta),
+                    residual=float((r.norm(dim=1) / r.shape[1] ** 0.5).mean()),
+                    loss_data=float((r ** 2).sum(1).mean() / (2 * sy ** 2 * r.shape[1])),
+                    loss_denoise=float(-(e ** 2).sum(1).mean() / (2 * s ** 2 * e.shape[1])),
+                    grad_first=gnorms[0] if gnorms else float("nan"),
+                    grad_last=gnorms[-1] if gnorms else float("nan"),
+                    x0_min=float(d.min()), x0_max=float(d.max()))
+
+
 @register("vml_map")
 class VMLMAP(Solver):
     defaults = dict(steps=20, iters=50, lr_scale=1.0, schedule="edm", sigma_min=0.002,
@@ -96,7 +121,9 @@ class VMLMAP(Solver):
         p = self.p
         return grid(p.schedule, p.steps, den, p.sigma_min, p.sigma_max, p.rho).tolist()
 
-    def solve(self, y, op, den, sigma_y, generator):
+    def solve(self, y, op, den, sigma_y, generator, trace=None):
+        """trace: optional list; per level a dict (level, step, data residual, loss parts, gradient
+        norms, range of x0) for diagnosis (benchmarks/diagnose_map.py); no effect on the result."""
         p = self.p
         sy = max(float(sigma_y), p.sigma_y_floor)
         sigmas = self.sigma_grid(den)
@@ -106,6 +133,7 @@ class VMLMAP(Solver):
         x0 = x
         for i, (s, eta) in enumerate(zip(sigmas, etas)):
             step = self.make_stepper(op, sy, s, eta)
+            gnorms = []
             for _ in range(p.iters):
                 x = x.detach().requires_grad_(True)
                 with torch.enable_grad():
@@ -117,9 +145,13 @@ class VMLMAP(Solver):
                 if extra is not None:
                     grad = grad + extra
                 grad = clip_per_image(grad, p.clip_norm)
+                if trace is not None:
+                    gnorms.append(float(grad.reshape(grad.shape[0], -1).norm(dim=1).mean()))
                 x = x.detach() - step(grad)
             with torch.no_grad():
                 x0 = den(x, s)
+            if trace is not None:
+                trace.append(vml_level_stats(s, eta, x, x0, y, op, sy, gnorms))
             if i + 1 < len(sigmas):
                 x = x0 + sigmas[i + 1] * noise(shape, generator)
         return x0.detach()

@@ -10,7 +10,9 @@
   noise eps, D(x0 + sigma eps, sigma) = x0 to float precision (tolerance 1e-5);
 * the restricted unpickler reads a pickle laid out like an EDM release (persistent-object records
   carrying module source, tensors, ModuleDicts) into a network equal to the original (outputs
-  identical), never runs the embedded source, and refuses os.system / unknown classes.
+  identical), never runs the embedded source, and refuses os.system / unknown classes;
+* EDM class labels (true / int / none) and the error path through the pipeline's build_prior.
+The release-format fixtures written by the official code are tested in test_checkpoint_fixtures.py.
 """
 from __future__ import annotations
 
@@ -149,7 +151,36 @@ def test_edm_small_forward_shapes():
     den = edm_pickle.EDMReleaseDenoiser(net, class_label=3)
     x = torch.randn(2, 3, 16, 16)
     assert den(x, torch.tensor([0.5, 10.0])).shape == (2, 3, 16, 16)
-    assert edm_pickle.EDMReleaseDenoiser(net)(x, 1.0).shape == (2, 3, 16, 16)
+    assert edm_pickle.EDMReleaseDenoiser(net, class_label=None)(x, 1.0).shape == (2, 3, 16, 16)
+
+
+def test_edm_class_label_modes():
+    """true = the labels handed over per batch; int = one class for all; none = all-zero vector
+    (what the official EDMPrecond feeds without a label, equal to skipping the label embedding)."""
+    torch.manual_seed(0)
+    net = edm_pickle.EDMPrecond(**SMALL_EDM).eval().requires_grad_(False)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x, s = torch.randn(2, 3, 16, 16), torch.tensor([0.5, 2.0])
+    with torch.no_grad():
+        want = net(x, s, torch.eye(10)[[3, 7]])
+        zeros = net(x, s, torch.zeros(2, 10))
+        den = edm_pickle.EDMReleaseDenoiser(net)                 # default: class_label true
+        with pytest.raises(ValueError, match="no labels were handed over"):
+            den(x, s)
+        den.set_labels([3, 7])
+        assert torch.equal(den(x, s), want)
+        with pytest.raises(ValueError, match="2 labels handed over for a batch of 3"):
+            den(torch.randn(3, 3, 16, 16), 1.0)
+        den.set_labels([3, 12])
+        with pytest.raises(ValueError, match="out of range"):
+            den(x, s)
+        assert torch.equal(edm_pickle.EDMReleaseDenoiser(net, "none")(x, s), zeros)
+        assert torch.equal(edm_pickle.EDMReleaseDenoiser(net, None)(x, s), net(x, s, None))
+        assert torch.equal(edm_pickle.EDMReleaseDenoiser(net, 7)(x, s)[1], want[1])
+    assert not torch.allclose(zeros, want)
+    with pytest.raises(ValueError, match="class_label must be"):
+        edm_pickle.EDMReleaseDenoiser(net, "cat")
 
 
 def test_edm_full_size_state_dict_names_and_shapes():
@@ -205,8 +236,8 @@ def _as_release(module, fn):
         md = torch.nn.ModuleDict()
         md.__dict__["_modules"] = kids
         return md
-    if isinstance(module, edm_pickle.EDMPrecond):
-        state["init_kwargs"] = dict(SMALL_EDM)
+    if isinstance(module, edm_pickle.EDMPrecond):            # persistence.py:108-109
+        state["_init_args"], state["_init_kwargs"] = (), dict(SMALL_EDM)
     return _Persist(fn, type(module).__name__, state)
 
 
@@ -291,7 +322,7 @@ def test_missing_checkpoint_message(tmp_path, monkeypatch):
     monkeypatch.setenv("DIPBENCH_RESOURCES", str(tmp_path))
     for name, file in [("adm_ffhq256", "ffhq_10m.pt"), ("adm_imagenet256", "256x256_diffusion_uncond.pt"),
                        ("edm_imagenet64", "edm-imagenet-64x64-cond-adm.pkl"),
-                       ("ldm_celebahq256", "ldm_celebahq256.ckpt")]:
+                       ("ldm_celebahq256", "ldm_celebahq256.ckpt"), ("ldm_ffhq256", "ldm_ffhq256.ckpt")]:
         with pytest.raises(MissingCheckpoint) as e:
             priors.build(name)
         msg = str(e.value)
@@ -320,10 +351,11 @@ KNOWN_LDM = {
 }
 
 
-def test_ldm_full_size_state_dict_names_and_shapes():
+@pytest.mark.parametrize("name", ["ldm_celebahq256", "ldm_ffhq256"])
+def test_ldm_full_size_state_dict_names_and_shapes(name):
     from priors import ldm
 
-    m = _manifest("ldm_celebahq256")
+    m = _manifest(name)
     with torch.device("meta"):
         unet, vq = adm.ADMUNet(**ldm.UNET_CONFIG), ldm.VQModel(**ldm.VQ_CONFIG)
         fake = {k: torch.empty(v) for k, v in m["keys"].items()}
@@ -367,3 +399,45 @@ def test_ldm_small_forward_and_ema_split():
     assert torch.equal(u[k0], unet.state_dict()[k0] + 1)
     u, _ = ldm.split_state_dict(sd)
     assert torch.equal(u[k0], unet.state_dict()[k0])
+
+
+def test_format_errors_pass_through_build_prior_and_corrupt_files_get_the_advice(tmp_path, monkeypatch):
+    """A release pickle without _init_kwargs (the project's old idea of the format) fails saying
+    what is missing, not 'download again'; a truncated file keeps the corrupt-file advice."""
+    from dipbench import pipeline as P
+    from dipbench.checkpoint_format import CheckpointFormatError
+
+    torch.manual_seed(1)
+    net = edm_pickle.EDMPrecond(**SMALL_EDM).eval()
+    blob = _release_bytes(net)
+    good = tmp_path / "good.pkl"
+    good.write_bytes(blob)
+    rec = edm_pickle.load_release(good)["ema"]
+    rec.state["init_kwargs"] = rec.state.pop("_init_kwargs")            # the old, wrong field name
+    with pytest.raises(CheckpointFormatError, match=r"expected field _init_kwargs in the persistent-object "
+                                                    r"state of EDMPrecond.*got keys .*init_kwargs"):
+        edm_pickle.network_from_record(rec)
+    rec.state["_init_kwargs"] = dict(SMALL_EDM, fancy_option=3)
+    with pytest.raises(CheckpointFormatError, match=r"\['fancy_option'\].*not understood"):
+        edm_pickle.network_from_record(rec)
+    rec.state["_init_kwargs"] = dict(SMALL_EDM, model_type="SongUNet")
+    with pytest.raises(CheckpointFormatError, match="model_type 'SongUNet' is not implemented"):
+        edm_pickle.network_from_record(rec)
+    rec.state["_init_kwargs"] = dict(SMALL_EDM)
+    rec.state["_modules"]["model"].state["_modules"]["map_layer0"].state["_parameters"]["weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointFormatError, match=r"model.map_layer0.weight: file \(1,\)"):
+        edm_pickle.network_from_record(rec)
+
+    cfg = {"datasets": {"in64": {"images": "imagenet64", "prior": {"name": "edm_imagenet64",
+                                                                    "params": {"path": str(good)}}}}}
+    monkeypatch.setattr(edm_pickle, "META_FIELDS", edm_pickle.META_FIELDS - {"module_src"})
+    with pytest.raises(CheckpointFormatError) as e:                      # an unknown record field
+        P.build_prior(cfg, "in64")
+    msg = str(e.value)
+    assert "not understood: ['module_src']" in msg and str(good) in msg and "corrupt" not in msg
+    monkeypatch.undo()
+    cut = tmp_path / "cut.pkl"
+    cut.write_bytes(blob[: len(blob) // 2])                                # a truncated download
+    cfg["datasets"]["in64"]["prior"]["params"]["path"] = str(cut)
+    with pytest.raises(P.InputError, match="truncated or corrupt"):
+        P.build_prior(cfg, "in64")

@@ -8,6 +8,7 @@ several float32 matmuls); exact-in-arithmetic identities are checked at those to
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,6 +45,10 @@ CASES = [
     ("hdr", "hdr", S32, {}),
     ("jpeg", "jpeg", S32, {}),
     ("jpeg_q75", "jpeg", S64, {"quality": 75, "subsample": True}),
+    # bkse KernelWizard with the small random-weight fixture (tests/test_deblur_nonlinear.py)
+    ("deblur_nonlinear", "deblur_nonlinear", (3, 128, 128),
+     {"seed": 0, "path": str(Path(__file__).resolve().parent / "fixtures" / "checkpoints" / "bkse_small.pth"),
+      "nf": 4, "front_RBs": 1, "back_RBs": 1, "kernel_dim": 16, "extractor_blocks": 1}),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -55,7 +60,7 @@ PROVIDES = {
     "deblur_uniform": {"forward", "adjoint", "svd"},
     "deblur_gauss": {"forward", "adjoint", "svd"}, "colorize": {"forward", "adjoint", "svd"},
     "matrix": {"forward", "adjoint", "svd"}, "deblur_motion": {"forward", "adjoint"},
-    "phase_retrieval": {"forward"}, "hdr": {"forward"}, "jpeg": {"forward"},
+    "phase_retrieval": {"forward"}, "hdr": {"forward"}, "jpeg": {"forward"}, "deblur_nonlinear": {"forward"},
 }
 
 

@@ -74,13 +74,15 @@ def test_latex_is_booktabs_with_consistent_columns():
 def test_specs_file_loads_and_skips_absent_layouts(tmp_path):
     specs, src = load_specs({})
     ids = {s["id"] for s in specs}
-    for need in ("vml_table1", "vml_table2", "vml_table3", "vml_table4_hparams", "vml_table5", "vml_table6_ldm",
-                 "vml_table7_cost", "mgps_table1_gmm", "mapga_masks"):
+    for need in ("vml_map_table1", "vml_map_table2", "vml_map_table3", "vml_map_table4_hparams", "vml_map_table5",
+                 "vml_map_table6", "vml_map_table7", "vml_map_cost", "map_ga_table1", "map_ga_table2",
+                 "map_ga_table3", "mgps_table1_gmm", "mgps_table2", "mgps_table3", "mgps_table7", "mgps_table8",
+                 "mgps_table9", "mgps_table10"):
         assert need in ids
-    entries, skipped = render_specs([s for s in specs if s["id"] in ("vml_table6_ldm", "vml_table7_cost")],
+    entries, skipped = render_specs([s for s in specs if s["id"] in ("vml_map_table7", "vml_map_cost")],
                                     _lb(), tmp_path, str(tmp_path))
-    assert [e[1] for e in entries] == ["tables/vml_table7_cost__d.md"]
-    assert skipped and skipped[0][0] == "vml_table6_ldm" and "celeba256_ldm" in skipped[0][2]
+    assert [e[1] for e in entries] == ["tables/vml_map_cost__d.md"]
+    assert skipped and skipped[0][0] == "vml_map_table7" and "celebahq256" in skipped[0][2]
 
 
 def test_gmm_csv_spec(tmp_path):
@@ -168,14 +170,17 @@ def test_report_rule_on_ci_config_writes_every_declared_file(tmp_path):
     index = (rep / "index.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", index)
     assert links and all((rep / l).is_file() for l in links), [l for l in links if not (rep / l).is_file()]
-    for stem in ("skimage32_gauss", "vml_table1__skimage32_gauss", "vml_table4_hparams__skimage32_gauss",
-                 "vml_table7_cost__skimage32_gauss"):
+    for stem in ("skimage32_gauss", "vml_map_table1__skimage32_gauss", "vml_map_table4_hparams__skimage32_gauss",
+                 "vml_map_cost__skimage32_gauss"):
         assert f"tables/{stem}.md" in links and f"tables/{stem}.tex" in links
     figs = {p.name for p in (rep / "figures").glob("*.png")}
     assert "skimage32_gauss__runtime_vs_quality.png" in figs and "skimage32_gauss__seeds_psnr.png" in figs
     assert {f"skimage32_gauss__{t}__grid.png" for t in CFG["tasks"]} <= figs
-    assert "vml_table6_ldm" in index and "Skipped" in index                      # absent layout: a note
-    hp = (rep / "tables" / "vml_table4_hparams__skimage32_gauss.md").read_text()
+    assert "vml_map_table7" in index and "Skipped" in index                      # absent layout: a note
+    t1 = (rep / "tables" / "vml_map_table1__skimage32_gauss.md").read_text()
+    assert "embedded analogue of VML-MAP Table 1" in t1 and "ImageNet" not in t1.splitlines()[0]
+    assert "reproduction.md" in links and (rep / "reproduction.md").is_file()
+    hp = (rep / "tables" / "vml_map_table4_hparams__skimage32_gauss.md").read_text()
     assert "lr_scale" in hp and "eta_b" in hp                                       # from run.json params
-    cost = (rep / "tables" / "vml_table7_cost__skimage32_gauss.md").read_text()
+    cost = (rep / "tables" / "vml_map_cost__skimage32_gauss.md").read_text()
     assert "s / image" in cost and "NFE" in cost and "peak MiB" in cost

@@ -234,7 +234,7 @@ def test_noiseless_consistency(name, task):
 
 def test_pgdm_steps_is_the_solver_loop():
     """pgdm_steps from the solver's own start reproduces PGDM.solve bit for bit, and restarting at
-    a lower level (as map_ga_pgdm does) works on its own sub-grid."""
+    a lower level (as MAP-GA's Algorithm 3, map_ga_pgdm / map_ga_d_pgdm, does) works on its own sub-grid."""
     from dipbench.schedule import grid
     from solvers.pgdm import pgdm_steps
     prior, op, y, sy = vector_problem()
@@ -366,7 +366,7 @@ def test_gdm_cg_guidance_equals_the_svd_one(task, sy):
     pg = run("pgdm", dict(steps=50), prior, op, y, sy, 4)
     gd = run("gdm", dict(steps=50, cg_iters=200), prior, op, y, sy, 4)
     assert float((pg - gd).norm() / pg.norm()) < 1e-3
-    assert solvers.get("gdm").needs == {"forward", "adjoint"}
+    assert solvers.get("gdm").needs == {"forward"}          # nonlinear operators: tests/test_gdm_nonlinear.py
 
 
 if __name__ == "__main__":  # print the measured numbers quoted in the docstrings

@@ -55,6 +55,31 @@ def manifests() -> dict:
         config=dict(unet={k: list(v) if isinstance(v, tuple) else v for k, v in UNET_CONFIG.items()},
                     first_stage={k: list(v) if isinstance(v, tuple) else v for k, v in VQ_CONFIG.items()}),
         keys=keys)
+    out["ldm_ffhq256"] = dict(
+        source="latent-diffusion configs/latent-diffusion/ffhq-ldm-vq-4.yaml: its model section "
+               "(unet_config, first_stage_config, schedule) equals celebahq-ldm-vq-4.yaml's; keys of "
+               "the checkpoint's state_dict (EMA and schedule buffers omitted)",
+        config=out["ldm_celebahq256"]["config"], keys=dict(keys))
+    from priors.consistency import CONFIG_IMAGENET64
+
+    with torch.device("meta"):
+        net = ADMUNet(**CONFIG_IMAGENET64)
+    out["cm_imagenet64"] = dict(
+        source="consistency_models cm/script_util.py create_model with the ImageNet-64 flags of "
+               "scripts/launch.sh (class_cond, 192 channels, 3 res blocks, attention 32,16,8, 64 channels "
+               "per head, scale-shift norm, resblock up/down); the state dict of cd_imagenet64_lpips.pt, "
+               "cd_imagenet64_l2.pt and ct_imagenet64.pt",
+        config={k: list(v) if isinstance(v, tuple) else v for k, v in CONFIG_IMAGENET64.items()},
+        keys={k: list(v.shape) for k, v in net.state_dict().items()})
+    from operators.deblur_nonlinear import CONFIG, KernelWizard
+
+    with torch.device("meta"):
+        net = KernelWizard(**CONFIG)
+    out["bkse_gopro_wvae"] = dict(
+        source="blur-kernel-space-exploring options/generate_blur/default.yml (KernelWizard: nf 64, "
+               "front_RBs 10, back_RBs 20, kernel_dim 512, use_vae, extractor n_blocks 4, no norm); "
+               "the state dict of GOPRO_wVAE.pth (operator deblur_nonlinear)",
+        config=dict(CONFIG), keys={k: list(v.shape) for k, v in net.state_dict().items()})
     return out
 
 

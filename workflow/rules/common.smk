@@ -9,8 +9,8 @@ LOGS = RES + "/logs"
 
 
 def all_runs():
-    return [RUN.format(dataset=d, task=t, solver=s, seed=k)
-            for d in DATASETS for t in TASKS for s in SOLVERS for k in SEEDS]
+    # every dataset x task x solver x seed, minus the tasks a solver entry's `tasks:` leaves out
+    return [RUN.format(dataset=d, task=t, solver=s, seed=k) for d, t, s, k in C.planned_runs(config)]
 
 
 # ---------------------------------------------------------------- resources (per job, per attempt)
@@ -25,6 +25,19 @@ def solve_resource(key):
 def cpu_resource(rule, key, **defaults):
     def f(wildcards, attempt):
         return C.rule_resources(config, rule, attempt, **defaults)[key]
+    return f
+
+
+# ---------------------------------------------------------------- cluster submissions (groups)
+# Groups only matter to cluster executors (local runs ignore them).  Small images: one submission
+# per dataset x task x seed (`cell_...`: measure, every solver, every score, in series within
+# --cores); larger images: one per solve with its score (`run`; scoring never waits for other
+# solves), measure jobs bundled by `group-components: measure=N` (slurm/config.yaml).
+def cluster_group(rule):
+    def f(wildcards):
+        if C.solve_bundle(config, wildcards.dataset) == "cell":
+            return f"cell_{wildcards.dataset}_{wildcards.task}_seed{wildcards.seed}"
+        return "measure" if rule == "measure" else "run"
     return f
 
 

@@ -27,7 +27,9 @@ def _gmm_args():
 
 
 rule gmm_table:
-    """One job: every solver x dimension x replicate of the GMM toy (CPU, minutes in quick mode)."""
+    """One job: every solver x dimension x replicate of the GMM toy (CPU, minutes in quick mode).
+    Runs in the Snakemake process like the other rules (dipbench/jobs.py); a line per replicate
+    and a heartbeat every 10 s reach the terminal."""
     input:
         code=["benchmarks/gmm_table.py", "priors/gmm.py", "dipbench/sliced_wasserstein.py"],
     output:
@@ -41,6 +43,5 @@ rule gmm_table:
     resources:
         mem_mb=4000,
         runtime=120,
-    shell:
-        "OMP_NUM_THREADS={threads} python -m benchmarks.gmm_table {params.args} --out {output.csv} "
-        "--md {output.md} 2> {log}"
+    run:
+        jobs.gmm_table([*params.args.split(), "--out", output.csv, "--md", output.md], threads, log)

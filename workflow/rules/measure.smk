@@ -1,15 +1,16 @@
 rule measure:
     """y = A(x) + sigma_y eps, once per dataset x task x seed, shared by every solver.
-    CPU job; on a cluster the small measure jobs are bundled (group `measure`, see slurm/config.yaml)."""
+    CPU job; on a cluster it is bundled (workflow/rules/common.smk: cluster_group): with its cell's
+    solves and scores for small images, else with other measure jobs (group-components in slurm/)."""
     output:
         npz=MEAS + "/measurement.npz",
         meta=MEAS + "/meta.json",
     params:
-        spec=lambda w: dict(dataset=C.dataset_entry(config, w.dataset), task=C.task_entry(config, w.task)),
+        spec=lambda w: C.measure_spec(config, w.dataset, w.task),  # + oracle_init sigmas when asked for
     log:
         LOGS + "/measure/{dataset}/{task}/seed{seed}.log",
     group:
-        "measure"
+        cluster_group("measure")
     threads: 1
     resources:
         mem_mb=cpu_resource("measure", "mem_mb", mem_mb=4000, runtime=20),

@@ -27,6 +27,7 @@ rule report:
         report=lambda w: config.get("report", {}),
     log:
         LOGS + "/report.log",
+    localrule: True  # on a cluster: on the submitting machine, right after aggregate
     resources:
         mem_mb=4000,
         runtime=20,

@@ -1,5 +1,6 @@
 rule score:
-    """Per-image metrics of one run (CPU).  On a cluster the score jobs are bundled (group `score`)."""
+    """Per-image metrics of one run (CPU).  On a cluster it runs in its solve's submission, right
+    after the solve (workflow/rules/common.smk: cluster_group), so scoring never waits for other solves."""
     input:
         npz=MEAS + "/measurement.npz",
         meta=MEAS + "/meta.json",
@@ -13,7 +14,7 @@ rule score:
     log:
         LOGS + "/score/{dataset}/{task}/{solver}/seed{seed}.log",
     group:
-        "score"
+        cluster_group("score")
     threads: 1
     resources:
         mem_mb=cpu_resource("score", "mem_mb", mem_mb=4000, runtime=20),

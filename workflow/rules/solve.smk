@@ -12,9 +12,11 @@ rule solve:
         run=RUN + "/run.json",
     params:
         spec=solve_spec,
+    group:
+        cluster_group("solve")
     log:
         LOGS + "/solve/{dataset}/{task}/{solver}/seed{seed}.log",
-    threads: 1  # profiles raise it (set-threads solve=4 in slurm/ and profiles/gpu-workstation/)
+    threads: 1  # profiles raise it (set-threads in slurm/ and profiles/gpu-workstation/)
     resources:
         # read by snakemake-executor-plugin-slurm as --gpus=1 (gpu_model: add in the profile);
         # locally, `--resources gpu=N` admits N solve jobs at once (profiles/gpu-workstation)
