@@ -82,7 +82,7 @@ def test_batch_adamw_is_per_image_adamw():
 
 def test_latent_solvers_have_records():
     covered = {r["solver"] for r in records.all_records()}
-    assert {"psld", "resample", "latent_daps"} <= covered
+    assert {"psld", "resample", "latent_daps", "latent_mgps"} <= covered
 
 
 def test_resample_switches(monkeypatch):
