@@ -12,8 +12,18 @@ def sigma_column(sigma, x: torch.Tensor) -> torch.Tensor:
     return s.reshape(-1, 1)
 
 
+EXACT_SIGMA_RANGE = (0.0, float("inf"))     # (sigma_min, sigma_max) of the analytic priors
+
+
 class Denoiser:
-    """Base for priors. Subclasses set ``shape`` and implement ``denoise(x, sigma)``."""
+    """Base for priors. Subclasses set ``shape`` and implement ``denoise(x, sigma)``.
+
+    ``sigma_min`` / ``sigma_max`` is the range of noise levels the denoiser is valid on; solvers clip
+    their grids to it (``dipbench.schedule.grid``, ``clip_to_prior``).  The defaults are those of a
+    trained network (EDM's 80 at the top); analytic priors are exact at every sigma and declare the
+    whole range (``EXACT_SIGMA_RANGE``), so a solver's grid reaches them unclipped (e.g. MGPS's VP
+    grid up to sigma = 157, DAPS's sigma_max = 100).
+    """
     shape: tuple = ()
     sigma_min: float = 1e-3
     sigma_max: float = 80.0

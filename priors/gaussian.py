@@ -16,12 +16,13 @@ import math
 
 import torch
 
-from .base import Denoiser, sigma_column
+from .base import EXACT_SIGMA_RANGE, Denoiser, sigma_column
 from .registry import register
 
 
 class GaussianPrior(Denoiser):
     exact = True
+    sigma_min, sigma_max = EXACT_SIGMA_RANGE      # exact at every noise level (no grid clipping)
 
     def __init__(self, mean, cov, shape=None):
         mean = torch.as_tensor(mean, dtype=torch.float64)
@@ -58,7 +59,8 @@ class GaussianPrior(Denoiser):
         b = x.shape[0]
         s2 = sigma_column(sigma, x) ** 2
         z = (x.reshape(b, -1) - self.mu) @ self.Q
-        z = z * (self.lam / (self.lam + s2))
+        ev = self.lam + s2
+        z = z * torch.where(ev > 0, self.lam / ev.clamp_min(1e-38), torch.ones_like(ev))  # sigma = 0: D = x
         return (self.mu + z @ self.Q.T).reshape(x.shape)
 
     # --- consistency map (exact) -----------------------------------------------------------

@@ -13,13 +13,14 @@ import math
 
 import torch
 
-from .base import Denoiser, sigma_column
+from .base import EXACT_SIGMA_RANGE, Denoiser, sigma_column
 from .gaussian import GaussianPrior
 from .registry import register
 
 
 class GMMPrior(Denoiser):
     exact = True
+    sigma_min, sigma_max = EXACT_SIGMA_RANGE      # exact at every noise level (no grid clipping)
 
     def __init__(self, weights, means, covs, shape=None):
         w = torch.as_tensor(weights, dtype=torch.float64)

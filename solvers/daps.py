@@ -3,8 +3,12 @@
 Annealing grid: EDM poly-rho (rho = 7) from sigma_max = 100 to sigma_min = 0.1 with
 ``annealing_steps + 1`` points, of which the first ``annealing_steps`` are used, then 0 (DAPS's
 scheduler).  x = sigma_0 n.  At each level sigma_i:
-1. x0-hat: Euler probability-flow ODE from sigma_i on a poly-7 grid of ``ode_steps + 1`` points down
-   to ``ode_sigma_min`` = 0.01, first ``ode_steps`` used, last step to 0 (so ``ode_steps`` NFE, no VJP).
+1. x0-hat: ``ode_steps`` Euler steps of the probability-flow ODE from sigma_i along a poly-7 grid of
+   ``ode_steps + 1`` points ending at ``ode_sigma_min`` = 0.01; x0-hat is the ODE state there, as in
+   DAPS (``cores/scheduler.py``: DiffusionPFODE integrates over the scheduler's discrete time steps,
+   whose last one is sigma_min, and returns the last state).  ``ode_to_zero=True`` instead ends the
+   grid with a step to sigma = 0 (x0-hat = D at the last grid point; our former reading).  Either way
+   ``ode_steps`` NFE, no VJP.
 2. Langevin in x0-space, ``langevin_steps`` steps from x0-hat:
        x <- x + eta_i [ -grad ||A(x) - y||^2 / tau^2 + (x0hat - x) / sigma_i^2 ] + sqrt(2 eta_i) n,
    i.e. target exp(-||A x - y||^2 / tau^2) N(x; x0hat, sigma_i^2 I) (DAPS's unhalved loss and its
@@ -21,10 +25,11 @@ sigma_max 100, sigma_min 0.1, 200 annealing steps, 5 ODE steps, 100 Langevin ste
 lr_min_ratio 0.01, lr 1e-4 (down-sampling, Gaussian blur, random inpainting; box inpainting and motion
 blur 5e-5, phase retrieval 5e-5, HDR 2e-5, nonlinear blur 1e-5: set ``lr`` per task).
 
-DAPS-1K = 200 annealing x 5 ODE steps = 1000 NFE.  DAPS-4K is not in the DAPS repository; its paper
-reports it as the 4x NFE budget.  Our reading: the same 200 annealing levels with 20 ODE steps each
-(4000 NFE), keeping the Langevin schedule unchanged; the split is a parameter (``annealing_steps``,
-``ode_steps``) so e.g. 800 x 5 can be run instead.
+DAPS-1K = 200 annealing x 5 ODE steps = 1000 NFE (the repository's ``edm_daps.yaml``, used by every
+command in its README; the paper's own description of DAPS-1K is 250 x 4).  DAPS-4K is not in the
+repository; the paper (arXiv 2407.01521, experimental setup) runs it as 400 annealing levels x 10
+ODE steps = 4000 NFE with the same 100 Langevin steps per level; ``daps_4k`` uses that split (both
+are parameters: ``annealing_steps``, ``ode_steps``).
 """
 from __future__ import annotations
 
@@ -44,11 +49,15 @@ def daps_annealing_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float
     return edm_sigmas(n + 1, lo, hi, rho)[:n].tolist() + [0.0]
 
 
-def daps_x0hat(den, x, sigma: float, ode_steps: int, ode_sigma_min: float, rho: float):
-    """Euler PF-ODE from sigma to 0 (poly-rho grid to ode_sigma_min, then a last step to 0)."""
-    if sigma <= ode_sigma_min or ode_steps <= 1:
+def daps_x0hat(den, x, sigma: float, ode_steps: int, ode_sigma_min: float, rho: float,
+               to_zero: bool = False):
+    """``ode_steps`` Euler PF-ODE steps from sigma on a poly-rho grid of ode_steps + 1 points ending at
+    ode_sigma_min (DAPS); with ``to_zero`` the grid's last point is replaced by 0."""
+    if sigma <= ode_sigma_min:
         return den(x, sigma)
-    grid = edm_sigmas(ode_steps + 1, ode_sigma_min, sigma, rho)[:ode_steps].tolist() + [0.0]
+    grid = edm_sigmas(ode_steps + 1, ode_sigma_min, sigma, rho).tolist()
+    if to_zero:
+        grid[-1] = 0.0
     return euler_pf_ode(den, x, grid)
 
 
@@ -62,7 +71,8 @@ def langevin_x0(x0hat, y, op, sigma: float, tau: float, lr: float, steps: int, g
 
 class DAPSBase(Solver):
     defaults = dict(annealing_steps=200, ode_steps=5, langevin_steps=100, lr=1e-4, lr_min_ratio=0.01,
-                    tau=0.01, sigma_max=100.0, sigma_min=0.1, ode_sigma_min=0.01, rho=7.0)
+                    tau=0.01, sigma_max=100.0, sigma_min=0.1, ode_sigma_min=0.01, rho=7.0,
+                    ode_to_zero=False)
     needs = frozenset({"forward"})
 
     @torch.no_grad()
@@ -74,7 +84,7 @@ class DAPSBase(Solver):
         x = sigmas[0] * noise((y.shape[0],) + tuple(den.shape), generator)
         x0y = x
         for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
-            x0hat = daps_x0hat(den, x, s, p.ode_steps, p.ode_sigma_min, p.rho)
+            x0hat = daps_x0hat(den, x, s, p.ode_steps, p.ode_sigma_min, p.rho, p.ode_to_zero)
             lr = p.lr * (1.0 + (i / n_sched) * (p.lr_min_ratio - 1.0))
             x0y = langevin_x0(x0hat, y, op, s, tau, lr, p.langevin_steps, generator)
             x = x0y + s_next * noise(x0y.shape, generator) if s_next > 0 else x0y
@@ -88,4 +98,5 @@ class DAPS1K(DAPSBase):
 
 @register("daps_4k")
 class DAPS4K(DAPSBase):
-    defaults = dict(DAPSBase.defaults, ode_steps=20)
+    # DAPS paper: "DAPS-4K" = 400 annealing levels x 10 Euler steps (module docstring)
+    defaults = dict(DAPSBase.defaults, annealing_steps=400, ode_steps=10)

@@ -8,14 +8,17 @@ and the next state is built per coefficient (DDRM-eta convention, eta = ``eta``)
 * null space (i >= k):        xbar0_i + sigma_s (sqrt(1 - eta^2) eps_i + eta z)          (plain DDNM)
 * sigma_y = 0:                xbar0'_i + sigma_s (sqrt(1 - eta^2) eps_i + eta z),  lambda = 1
 * DDNM+ (sigma_y > 0), s_i sigma_s >= sigma_y: lambda_i = 1; x0' carries noise of std sigma_y / s_i,
-  so the added noise has the remaining std r_i = sqrt(sigma_s^2 - sigma_y^2 / s_i^2):
-                              xbar0'_i + r_i (sqrt(1 - eta^2) eps_i + eta z)
+  so fresh noise of the remaining std r_i = sqrt(sigma_s^2 - sigma_y^2 / s_i^2) is added, with
+  no eps term:             xbar0'_i + r_i z
 * DDNM+, s_i sigma_s < sigma_y: lambda_i = s_i sigma_s sqrt(1 - eta^2) / sigma_y, whose injected
   y-noise (std sigma_s sqrt(1 - eta^2)) replaces the eps part:   xbar0'_i + eta sigma_s z.
-This is DDNM+'s Lambda / Lambda_noise rule written with VE sigmas (the code states it with VP sigma
-and sqrt(abar)); the split of the remaining std between eps and fresh noise in the third case is our
-reading, chosen so that sigma_y -> 0 recovers plain DDNM exactly.  No time-travel (DDNM's defaults
-travel_length = travel_repeat = 1 mean none).  Output: the final x0' (the step to sigma = 0).
+This is DDNM+'s Lambda / Lambda_noise rule (DDNM@00b58ea functions/svd_operators.py, e.g.
+``Inpainting.Lambda_noise``: on the range space the eps coefficient is 0 and the fresh-noise
+coefficient is sqrt(sigma_t^2 - a^2 sigma_y^2 / s^2), resp. sigma_t eta) written with VE sigmas (the
+code states it with VP sigma and a = sqrt(abar)).  At the last step (sigma_s = 0) lambda = 0 on the
+whole range space, so DDNM+'s output is the uncorrected x0 there; plain DDNM (sigma_y = 0) projects.
+No time-travel (DDNM's defaults travel_length = travel_repeat = 1 mean none).  Output: the final x0'
+(the step to sigma = 0).
 Defaults: eta = 0.85, 100 steps (DDNM `configs/celeba_hq.yml`, README).  1 NFE per step, no VJP.
 """
 from __future__ import annotations
@@ -64,7 +67,7 @@ class DDNM(Solver):
             nb = corr + ss * (c_eps * eps + c_z * z)                     # null space and sigma_y = 0
             if sy > 0:
                 r = (ss ** 2 - sy ** 2 / s ** 2).clamp_min(0).sqrt()
-                rng = torch.where(full, corr[:, :k] + r * (c_eps * eps[:, :k] + c_z * z[:, :k]),
+                rng = torch.where(full, corr[:, :k] + r * z[:, :k],
                                   corr[:, :k] + c_z * ss * z[:, :k])
                 nb[:, :k] = rng
             x = op.V(nb).reshape(x.shape)

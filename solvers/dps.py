@@ -12,7 +12,9 @@ the VE form of DPS's VP step -zeta grad_{x_t^VP} ||y - A(x0)|| (ANCHORS 1; abar 
 The norm is the *plain* (not squared) Euclidean norm, as in DPS, but taken **per image**: DPS's
 code takes one norm of the whole batch tensor, which couples the images of a batch (the step of
 each image then depends on the others' residuals); here each image's step is
-zeta * grad ||y_b - A(x0_b)||, i.e. DPS run with batch size 1.
+zeta * grad ||y_b - A(x0_b)||, i.e. DPS run with batch size 1 -- which is how DPS's own
+``sample_condition.py`` runs it (its data loader has batch size 1).  ``batch_norm=True`` reproduces
+DPS's sampler on a batch: one norm of the whole batch residual (parity/records: dps batched).
 
 Forward operator only: the gradient goes through A by autograd, so nonlinear tasks work.
 zeta per task in DPS's configs (FFHQ, sigma_y = 0.05): super-resolution 0.3, Gaussian deblur 0.3,
@@ -30,20 +32,21 @@ from .diffusion_steps import ddim_step, denoise_vjp, vp_step_to_ve
 from .registry import register
 
 
-def dps_grad(op, den, x, sigma, y, clip: bool):
-    """(x0 (detached, clipped if asked), grad_x sum_b ||y_b - A(x0_b)||)."""
+def dps_grad(op, den, x, sigma, y, clip: bool, batch_norm: bool = False):
+    """(x0 (detached, clipped if asked), grad_x sum_b ||y_b - A(x0_b)||); with ``batch_norm`` the
+    gradient of the norm of the whole batch residual (DPS's code on a batch)."""
     xg, x0 = denoise_vjp(den, x, sigma)
     with torch.enable_grad():
         x0c = x0.clamp(-1.0, 1.0) if clip else x0
         r = (y - op(x0c)).reshape(y.shape[0], -1)
-        norm = r.norm(dim=1).sum()
+        norm = r.norm() if batch_norm else r.norm(dim=1).sum()
         (g,) = torch.autograd.grad(norm, xg)
     return x0c.detach(), g
 
 
 @register("dps")
 class DPS(Solver):
-    defaults = dict(steps=1000, zeta=0.3, clip=True, eta=1.0, schedule="vp_uniform",
+    defaults = dict(steps=1000, zeta=0.3, clip=True, eta=1.0, batch_norm=False, schedule="vp_uniform",
                     sigma_min=0.002, sigma_max=80.0, rho=7.0)
     needs = frozenset({"forward"})
 
@@ -52,7 +55,7 @@ class DPS(Solver):
         sigmas = grid(p.schedule, p.steps, den, p.sigma_min, p.sigma_max, p.rho).tolist() + [0.0]
         x = sigmas[0] * noise((y.shape[0],) + tuple(den.shape), generator)
         for st, ss in zip(sigmas[:-1], sigmas[1:]):
-            x0, g = dps_grad(op, den, x, st, y, p.clip)
+            x0, g = dps_grad(op, den, x, st, y, p.clip, p.batch_norm)
             with torch.no_grad():
                 x = ddim_step(x, x0, st, ss, p.eta, generator) - p.zeta * vp_step_to_ve(st, ss) * g
         return x.detach()

@@ -274,9 +274,11 @@ def test_nonfinite_is_not_hidden():
 
 # --- latent variants -------------------------------------------------------------------------
 LATENT_FAST = {
-    "resample": [dict(steps=100, every=5, iters=50, lr=0.05), dict(steps=100, every=5, iters=50, pixel_opt=True)],
-    "latent_daps": [dict(annealing_steps=25, langevin_steps=40, tau=None, lr=5e-4)],
-    "psld": [dict(steps=100)],
+    "resample": [dict(steps=50, pixel_iters=200, latent_iters=200, window=100),
+                 dict(steps=50, pixel_iters=200, latent_iters=200, window=100, pseudo_x0="tweedie")],
+    "latent_daps": [dict(annealing_steps=25), dict(annealing_steps=25, mc_algo="langevin", langevin_steps=40,
+                                                   tau=None, lr=5e-4)],
+    "psld": [dict(steps=100, eta=1.0)],
 }
 
 
