@@ -18,6 +18,7 @@ Fields (all required unless marked optional):
                              optional ``patched: {patch, replicates, figures}``: the same run with
                              the reference's defect repaired (REFERENCE-BUG), which ours must match
   mapping: [{reference, ours}]   hyper-parameters: reference default -> our config
+  slow (optional)            true: the test runs behind @pytest.mark.slow (full paper configurations)
   measured (optional)        our side as last written by ``python -m benchmarks.parity --write``
   notes (optional)
 """

@@ -59,8 +59,14 @@ def test_table_lists_every_solver():
         assert f"| {name} |" in md, name
 
 
-@pytest.mark.parametrize("rec", RECORDS, ids=[r["id"] for r in RECORDS])
+def _param(rec):
+    return pytest.param(rec, id=rec["id"], marks=[pytest.mark.slow] if rec.get("slow") else [])
+
+
+@pytest.mark.parametrize("rec", [_param(r) for r in RECORDS])
 def test_parity_record(rec):
+    """Records marked ``slow: true`` run the paper configurations (minutes each); the others use
+    reduced step counts, so the default run stays within a few minutes on 2 cores."""
     torch.manual_seed(0)        # nothing may depend on it: all randomness comes from seeded generators
     res = runner.evaluate(rec)
     zs = runner.agreement(rec, res)

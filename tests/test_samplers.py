@@ -47,9 +47,9 @@ FAST = {
     "dps": dict(steps=200, clip=False),
     "daps_1k": dict(annealing_steps=50, langevin_steps=100, tau=None, lr=1e-3),
     "daps_4k": dict(annealing_steps=25, ode_steps=20, langevin_steps=100, tau=None, lr=1e-3),
-    "mgps": dict(steps=100, lr=0.1, grad_steps=10, grad_steps_last=10),
+    "mgps": dict(steps=100, lr=0.1, grad_steps=10, grad_steps_last=10, warm_threshold=2000),
     "ddnm": dict(steps=100),
-    "diffpir": dict(steps=100),
+    "diffpir": dict(steps=100, clip=False),
     "reddiff": dict(steps=50),
 }
 
@@ -173,7 +173,9 @@ def test_registered_needs_and_params():
         assert set(cls.needs) <= {"forward", "adjoint", "svd"} and "forward" in cls.needs
         with pytest.raises(solvers.SolverConfigError):
             solvers.build(name, no_such_param=1)
-    assert solvers.get("daps_4k").defaults["ode_steps"] == 4 * solvers.get("daps_1k").defaults["ode_steps"]
+    nfe = {n: solvers.get(n).defaults["annealing_steps"] * solvers.get(n).defaults["ode_steps"]
+           for n in ("daps_1k", "daps_4k")}
+    assert nfe == {"daps_1k": 1000, "daps_4k": 4000}
     assert {"svd"} <= solvers.get("pgdm").needs and {"svd"} <= solvers.get("ddnm").needs
     assert solvers.get("dps").needs == frozenset({"forward"})
     assert solvers.get("mgps").needs == frozenset({"forward"})
@@ -223,9 +225,11 @@ def test_noiseless_consistency(name, task):
     """sigma_y = 0: A x_hat = y (relative residual < 1e-3; each method projects on {A x = y} in
     its last step: DDRM/DDNM exactly (< 1e-3); PGDM through J^T A^+ (y - A x0), where J is not quite I
     at the last level (sigma = 0.01 against prior variances down to 1e-3: J ~ 0.9 there), measured
-    2.5e-3, bound 1e-2; DiffPIR through its proximal step with rho small but > 0 (sigma_n floor 1e-3))."""
+    2.5e-3, bound 1e-2; DiffPIR through its proximal step with rho small but > 0 (sigma_n floor 1e-3),
+    with output="x0" (its default output is the state x_t at sigma = 0.01, before any data step))."""
     prior, op, y, _ = image_problem(task, sy=0.0)
-    out = run(name, FAST[name], prior, op, y, 0.0, 8)
+    params = dict(FAST[name], output="x0") if name == "diffpir" else FAST[name]
+    out = run(name, params, prior, op, y, 0.0, 8)
     rel = float((op(out) - y).norm() / y.expand_as(op(out)).norm())
     MEASURED[("noiseless_" + task, name)] = rel
     tol = 1e-2 if name in ("diffpir", "pgdm", "gdm") else 1e-3
