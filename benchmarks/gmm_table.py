@@ -12,8 +12,8 @@ second set of exact posterior samples (the Monte-Carlo floor).  Mean and a 95% c
 (t-distribution) over R replicates, all seeded by name (``dipbench.seeding``).
 
 Solver settings: the defaults of each method, except where a default is tied to images and makes
-no sense on the toy: DPS without the [-1, 1] clip; DAPS with the exact likelihood (tau = sqrt(2)
-sigma_y instead of 0.01) and lr 1e-3; MGPS with its GMM context (lr 0.1, K rule 2/20/20);
+no sense on the toy: DPS and DiffPIR without the [-1, 1] clip; DAPS with the exact likelihood (tau = sqrt(2)
+sigma_y instead of 0.01) and lr 1e-3; MGPS with its GMM context (lr 0.1, K rule 2/20/20, no warm start);
 VML-MAP with its defaults (a MAP method: its samples collapse near modes, scored all the same);
 MAP-GA with its step scaled by 1 / ||A||^2 (its step assumes ||A|| <= 1, as for image operators).
 ``--quick`` uses reduced step counts (listed in QUICK) so the whole run takes < 3 min on 2 CPUs.
@@ -43,9 +43,10 @@ from dipbench.sliced_wasserstein import sliced_wasserstein  # noqa: E402
 
 GMM_OVERRIDES = {
     "dps": dict(clip=False),
+    "diffpir": dict(clip=False),
     "daps_1k": dict(tau=None, lr=1e-3),
     "daps_4k": dict(tau=None, lr=1e-3),
-    "mgps": dict(lr=0.1, grad_steps_first=20, grad_steps_every=20),
+    "mgps": dict(lr=0.1, grad_steps_first=20, grad_steps_every=20, warm_threshold=2000),
 }
 FULL = {name: dict(GMM_OVERRIDES.get(name, {})) for name in
         ["vml_map", "vml_map_pre", "map_ga_d", "ddrm", "pgdm", "gdm", "dps", "daps_1k", "daps_4k", "mgps", "ddnm", "diffpir", "reddiff"]}
@@ -59,9 +60,9 @@ QUICK = {
     "dps": dict(steps=200, clip=False),
     "daps_1k": dict(annealing_steps=50, ode_steps=5, langevin_steps=50, tau=None, lr=1e-3),
     "daps_4k": dict(annealing_steps=50, ode_steps=20, langevin_steps=50, tau=None, lr=1e-3),
-    "mgps": dict(steps=100, lr=0.1, grad_steps_first=20, grad_steps_every=20),
+    "mgps": dict(steps=100, lr=0.1, grad_steps_first=20, grad_steps_every=20, warm_threshold=2000),
     "ddnm": dict(steps=100),
-    "diffpir": dict(steps=100),
+    "diffpir": dict(steps=100, clip=False),
     "reddiff": dict(steps=50),
 }
 

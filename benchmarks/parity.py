@@ -1,10 +1,11 @@
 """Parity with the official implementations: recompute our side of every record and print the table.
 
     python -m benchmarks.parity                  # recompute all records, print the Markdown table
-    python -m benchmarks.parity --only ddnm      # records whose id contains 'ddnm'
+    python -m benchmarks.parity --only ddnm      # records whose id contains "ddnm" (just the one whose id equals it, if any)
     python -m benchmarks.parity --write          # also store our figures in each record's 'measured'
     python -m benchmarks.parity --readme         # regenerate the README section from the records
     python -m benchmarks.parity --no-run         # the table from the stored figures only
+    python -m benchmarks.parity --rescore        # stored figures, z recomputed against the records' references
 
 Reference figures are not recomputed here: they were measured once by running the official code
 outside this repository (each record names the repository, commit, command and adapter).
@@ -32,6 +33,8 @@ def main(argv=None) -> int:
     ap.add_argument("--write", action="store_true", help="write our figures into the records ('measured')")
     ap.add_argument("--readme", action="store_true", help="regenerate the README parity section")
     ap.add_argument("--no-run", action="store_true", help="use the stored figures, run nothing")
+    ap.add_argument("--rescore", action="store_true",
+                    help="run nothing; recompute the stored z-scores against the current reference figures")
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
     if a.threads:
@@ -39,7 +42,12 @@ def main(argv=None) -> int:
     recs = records.all_records(a.only)
     results = {}
     bad = []
-    if not a.no_run:
+    if a.rescore:
+        for rec in recs:
+            if rec.get("measured"):
+                records.write_measured(rec, runner.rescore(rec, rec["measured"]))
+        recs = records.all_records(a.only)
+    elif not a.no_run:
         for rec in recs:
             res = runner.evaluate(rec, replicates=a.replicates)
             results[rec["id"]] = res

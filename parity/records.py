@@ -2,7 +2,7 @@
 
 Fields (all required unless marked optional):
   solver, problem            registered names (``solvers``, ``parity.problems``)
-  verdict                    PARITY | DEVIATES | REFERENCE-BUG
+  verdict                    PARITY | DEVIATES | REFERENCE-BUG | PENDING
   summary                    one line for the table
   statistics                 names in ``parity.stats`` (their definitions are generated)
   ours: {params, batch, replicates}
@@ -18,6 +18,9 @@ Fields (all required unless marked optional):
                              optional ``patched: {patch, replicates, figures}``: the same run with
                              the reference's defect repaired (REFERENCE-BUG), which ours must match
   mapping: [{reference, ours}]   hyper-parameters: reference default -> our config
+  pending                    PENDING only: why the comparison is incomplete (e.g. our side not yet run
+                             at the record's size); such a record is not counted as agreeing, and its
+                             test checks it as PARITY
   slow (optional)            true: the test runs behind @pytest.mark.slow (full paper configurations)
   measured (optional)        our side as last written by ``python -m benchmarks.parity --write``
   notes (optional)
@@ -31,7 +34,7 @@ from pathlib import Path
 import yaml
 
 RECORD_DIR = Path(__file__).resolve().parent / "records"
-VERDICTS = ("PARITY", "DEVIATES", "REFERENCE-BUG")
+VERDICTS = ("PARITY", "DEVIATES", "REFERENCE-BUG", "PENDING")
 REQUIRED = ("solver", "problem", "verdict", "summary", "statistics", "ours", "reference", "mapping")
 
 
@@ -50,6 +53,8 @@ def _check(rec: dict, path: Path) -> dict:
                           "reproduces the reference)")
     if rec["verdict"] == "REFERENCE-BUG" and "bug" not in rec:
         raise RecordError(f"{path}: a REFERENCE-BUG record needs 'bug: {{statistic, threshold, what}}'")
+    if rec["verdict"] == "PENDING" and not rec.get("pending"):
+        raise RecordError(f"{path}: a PENDING record needs 'pending: <why the comparison is incomplete>'")
     ref = rec["reference"]
     for k in ("repo", "commit", "command", "adapter"):
         if k not in ref:
@@ -76,8 +81,12 @@ def load(path) -> dict:
 
 
 def all_records(pattern: str | None = None) -> list:
+    """All records, or those whose id contains ``pattern`` (only that one where an id equals it)."""
+    paths = sorted(RECORD_DIR.glob("*.yaml"))
+    if pattern and any(p.stem == pattern for p in paths):
+        paths = [p for p in paths if p.stem == pattern]
     out = []
-    for p in sorted(RECORD_DIR.glob("*.yaml")):
+    for p in paths:
         if pattern and pattern not in p.stem:
             continue
         out.append(load(p))

@@ -60,6 +60,20 @@ def evaluate(rec: dict, replicates: int | None = None, reproduce: bool | None = 
     return res
 
 
+def rescore(rec: dict, res: dict) -> dict:
+    """The z-scores of stored figures (a ``measured`` block) recomputed against the record's current
+    reference figures (after a reference figure was measured again); the figures are unchanged."""
+    res = dict(res)
+    ref = rec["reference"]["figures"]
+    for key, zkey in (("ours", "z"), ("reproduce", "z_reproduce")):
+        if key in res:
+            res[zkey] = {s: round(zscore(res[key][s], ref[s]), 2) for s in rec["statistics"]}
+    patched = rec["reference"].get("patched")
+    if patched and "ours" in res:
+        res["z_patched"] = {s: round(zscore(res["ours"][s], patched["figures"][s]), 2) for s in rec["statistics"]}
+    return res
+
+
 def agreement(rec: dict, res: dict) -> dict:
     """The z-scores that must be small: ours against the reference for PARITY, the reproducing run
     for DEVIATES, ours against the patched reference for a REFERENCE-BUG record that has one."""

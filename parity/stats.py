@@ -1,7 +1,9 @@
 """Statistics of one replicate: a batch x of B reconstructions (B, *x_shape) of a parity problem.
 
 Each statistic is a function ``f(x, problem) -> float`` registered under a name; its definition
-(in words) is the function's docstring, which the records quote.
+(in words) is the function's docstring, which the records quote.  ``mean_err`` and ``spread`` are the
+error and spread of tests/test_samplers.py (``moments``); ``sw`` is the MGPS toy metric of
+benchmarks/gmm_table.py with a fixed set of exact posterior samples.
 """
 from __future__ import annotations
 

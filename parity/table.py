@@ -33,14 +33,19 @@ def rows(records, results: dict | None = None):
             ours = (res.get("ours") or {}).get(s)
             rep = (res.get("reproduce") or {}).get(s)
             shown = rep if key == "reproduce" else ours
-            z = zscore(shown, ref) if shown else None
+            zkey = "z_reproduce" if key == "reproduce" else "z"
+            # the stored z where the block has one (it may come from unrounded figures)
+            z = (res.get(zkey) or {}).get(s)
+            if z is None and shown:
+                z = zscore(shown, ref)
             out.append({
                 "solver": rec["solver"], "problem": rec["problem"], "stat": s,
                 "reference": _repo(rec["reference"]),
                 "ref": _fig(ref) + f" (R={rec['reference'].get('replicates', '?')})",
                 "ours": (_fig(ours) if ours else "—") + (f"; flag: {_fig(rep)}" if rep else ""),
                 "z": "—" if z is None else f"{z:+.1f}",
-                "verdict": rec["verdict"], "summary": rec["summary"], "id": rec["id"],
+                "verdict": rec["verdict"], "id": rec["id"],
+                "summary": rec["summary"] + (f" (pending: {rec['pending']})" if rec.get("pending") else ""),
             })
     return out
 

@@ -21,11 +21,19 @@ elementwise), so images do not interact.  Forward operator only (autograd throug
 Number of gradient steps K at loop index i (rule order as in MGPS): i <= last_window -> grad_steps_last;
 i >= steps - first_window -> grad_steps_first; i % every == 0 -> grad_steps_every; else grad_steps.
 Defaults (MGPS@7839182 `configs/experiments/sampler/mgps.yaml`): steps 300, alpha 0.5, lr 3e-2,
-K rule {i <= 20: 2, i >= n-10: 10, i % 10 == 0: 2, else 2}.  The GMM context (lr 0.1, no warm
-x1 step, K {i <= 20: 2, i >= n-10: 20, i % 10 == 0: 20, else 2}) is set through the same params.
-Left out: MGPS's second variational step on x_1 used for t >= threshold (700) in the image
-configs ("warm" path, `mgps_vi_t0_step`); this implementation always takes the non-warm path (the
-GMM setting, threshold 2000).
+K rule {i <= 20: 2, i >= n-10: 10, i % 10 == 0: 2, else 2}, threshold 700.  The GMM context (lr 0.1,
+threshold 2000 = no warm start, K {i <= 20: 2, i >= n-10: 20, i % 10 == 0: 20, else 2}) is set through
+the same params.
+
+Warm start (MGPS's ``mgps_vi_t0_step``, for outer steps whose DDPM index t >= ``warm_threshold``; MGPS's
+image default is 700, i.e. the first ~30 % of the steps): the variational step on x_l is initialised
+from the bridge anchored at the previous step's x_1 sample (sigma_1 = the first DDPM level, not 0);
+after it, a second variational Gaussian on x_1 is fitted by K Adam steps on the ELBO
+    -log p(y | x1) - sum(omega) + E_q ||x_l - x1||^2 / (2 (sigma_l^2 - sigma_1^2)) - x1 . sg(score(x1)),
+x1 = mu + exp(omega) n (one sample per step; sg: the prior score at sigma_1 from D, no gradient), started
+at the DDPM posterior of x_1 given (x_l, D(x_l, sigma_l)); then x_{t'} comes from the bridge between
+that x_1 sample (at sigma_1) and x_t, and the x_1 sample is the next step's anchor.  Each of its steps
+costs 1 NFE (no VJP).  ``warm_threshold`` above 1000 disables it.
 """
 from __future__ import annotations
 
@@ -47,7 +55,8 @@ def mgps_grid(steps: int, prior):
 @register("mgps")
 class MGPS(Solver):
     defaults = dict(steps=300, alpha=0.5, lr=3e-2, grad_steps=2, grad_steps_first=10, first_window=10,
-                    grad_steps_last=2, last_window=20, grad_steps_every=2, every=10, sigma_y_floor=1e-3)
+                    grad_steps_last=2, last_window=20, grad_steps_every=2, every=10, warm_threshold=700,
+                    sigma_y_floor=1e-3)
     needs = frozenset({"forward"})
 
     def n_grad_steps(self, i: int) -> int:
@@ -76,10 +85,12 @@ class MGPS(Solver):
         shape = (b,) + tuple(den.shape)
         x = sig[ts[-1]] * noise(shape, generator)
         x0_prev = None
+        s1 = sig[1]                                   # sigma of DDPM index 1 (the warm anchor level)
         for i in range(p.steps - 1, 1, -1):
             t, tp = ts[i], ts[i - 1]
             l = self.midpoint(tp)
             st, sp, sl = sig[t], sig[tp], sig[l]
+            warm = t >= p.warm_threshold
             with torch.no_grad():
                 dt = den(x, st)
                 if x0_prev is None:
@@ -87,9 +98,13 @@ class MGPS(Solver):
                 ratio = sl ** 2 / st ** 2
                 m = dt + ratio * (x - dt)
                 s2 = sl ** 2 * (st ** 2 - sl ** 2) / st ** 2
-                mu0 = x0_prev + ratio * (x - x0_prev)
+                # bridge between the anchor (at sigma_a: 0, or sigma_1 when warm) and x_t, at sigma_l
+                sa = s1 if warm else 0.0
+                ra = (sl ** 2 - sa ** 2) / (st ** 2 - sa ** 2)
+                mu0 = x0_prev + ra * (x - x0_prev)
+                v0 = (sl ** 2 - sa ** 2) * (st ** 2 - sl ** 2) / (st ** 2 - sa ** 2)
             mu = mu0.clone().requires_grad_(True)
-            omega = torch.full_like(mu0, 0.5 * math.log(s2)).requires_grad_(True)
+            omega = torch.full_like(mu0, 0.5 * math.log(v0)).requires_grad_(True)
             opt = torch.optim.Adam([{"params": [mu], "lr": p.lr * math.sqrt(1 + sl ** 2)},
                                     {"params": [omega], "lr": p.lr}])
             for _ in range(self.n_grad_steps(i)):
@@ -105,10 +120,44 @@ class MGPS(Solver):
                 opt.step()
             with torch.no_grad():
                 xl = mu + omega.exp() * noise(shape, generator)
-                a = (sp ** 2 - sl ** 2) / (st ** 2 - sl ** 2)
-                var = (sp ** 2 - sl ** 2) * (st ** 2 - sp ** 2) / (st ** 2 - sl ** 2)
-                x = xl + a * (x - xl) + math.sqrt(max(var, 0.0)) * noise(shape, generator)
-                x0_prev = den(xl, sl)
+            if warm:
+                x1 = self._warm_x1(xl, sl, s1, y, op, sy2, self.n_grad_steps(i), den, generator)
+                xa, sa = x1, s1
+            else:
+                xa, sa = xl, sl
+            with torch.no_grad():
+                a = (sp ** 2 - sa ** 2) / (st ** 2 - sa ** 2)
+                var = (sp ** 2 - sa ** 2) * (st ** 2 - sp ** 2) / (st ** 2 - sa ** 2)
+                x = xa + a * (x - xa) + math.sqrt(max(var, 0.0)) * noise(shape, generator)
+                x0_prev = x1 if warm else den(xl, sl)
             x = x.detach()
         with torch.no_grad():
             return den(x, sig[ts[1]])
+
+    def _warm_x1(self, xl, sl, s1, y, op, sy2, k, den, generator):
+        """MGPS's second variational step: a diagonal Gaussian on x_1 given x_l (module docstring);
+        returns one sample of it."""
+        b = xl.shape[0]
+        shape = tuple(xl.shape)
+        with torch.no_grad():
+            dl = den(xl, sl)
+            mu0 = dl + (s1 ** 2 / sl ** 2) * (xl - dl)
+            v0 = s1 ** 2 * (sl ** 2 - s1 ** 2) / sl ** 2
+        dv = sl ** 2 - s1 ** 2
+        mu = mu0.clone().requires_grad_(True)
+        omega = torch.full_like(mu0, 0.5 * math.log(v0)).requires_grad_(True)
+        opt = torch.optim.Adam([{"params": [mu], "lr": self.p.lr * math.sqrt(1 + s1 ** 2)},
+                                {"params": [omega], "lr": self.p.lr}])
+        for _ in range(k):
+            with torch.enable_grad():
+                x1 = mu + omega.exp() * noise(shape, generator)
+                with torch.no_grad():
+                    score = (den(x1, s1) - x1) / s1 ** 2
+                r = (y - op(x1)).reshape(b, -1)
+                fwd = (((xl - mu) ** 2 + (2 * omega).exp()) / (2 * dv)).sum()
+                loss = (r ** 2).sum() / (2 * sy2) - omega.sum() + fwd - (x1 * score).sum()
+                opt.zero_grad()
+                loss.backward()
+            opt.step()
+        with torch.no_grad():
+            return (mu + omega.exp() * noise(shape, generator)).detach()

@@ -12,8 +12,11 @@ measurement and image entries, as in RED-diff (so the balance depends on their s
 loss does not use sigma_y).  The means are per image and summed over the batch, so images do not
 interact (Adam is elementwise).  Output: mu (sigma_x0 = 0).
 Defaults (RED-diff `_configs/algo/reddiff.yaml`, `_configs/exp/default.yaml`): lam 0.25, obs_weight 1,
-lr 0.1, 50 steps on the uniform-skip DDPM grid from t = 1000.  (RED-diff's ``awd`` flag is not
-reproduced.)  1 NFE per step, no VJP; the data gradient goes through A by autograd.
+lr 0.1, 50 steps on the uniform-skip DDPM grid from t = 1000.  (RED-diff's ``awd`` flag only chooses
+between the network's eps and the one recomputed from its x0, the same thing for a denoiser.)
+Output: RED-diff's ``sample`` returns x0_pred of its last iteration, i.e. mu *before* the last Adam
+step (``output="x0_pred"``, the default, as the official code); ``output="mu"`` returns mu after it.
+1 NFE per step, no VJP; the data gradient goes through A by autograd.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from .registry import register
 @register("reddiff")
 class REDDiff(Solver):
     defaults = dict(steps=50, lr=0.1, lam=0.25, obs_weight=1.0, betas=(0.9, 0.99), init="pinv",
-                    schedule="vp_uniform", sigma_min=0.002, sigma_max=80.0, rho=7.0)
+                    output="x0_pred", schedule="vp_uniform", sigma_min=0.002, sigma_max=80.0, rho=7.0)
     needs = frozenset({"forward"})
 
     def solve(self, y, op, den, sigma_y, generator):
@@ -41,7 +44,11 @@ class REDDiff(Solver):
         mu = mu0.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([mu], lr=p.lr, betas=tuple(p.betas))
         b = y.shape[0]
+        if p.output not in ("x0_pred", "mu"):
+            raise ValueError(f"reddiff: output must be 'x0_pred' or 'mu', got {p.output!r}")
+        before_last = mu0
         for st in sigmas:
+            before_last = mu.detach().clone()
             eps = noise(shape, generator)
             with torch.no_grad():
                 xt = mu.detach() + st * eps
@@ -54,4 +61,4 @@ class REDDiff(Solver):
                 opt.zero_grad()
                 loss.backward()
             opt.step()
-        return mu.detach()
+        return before_last if p.output == "x0_pred" else mu.detach()

@@ -47,6 +47,8 @@ def test_records_are_complete():
         ref = rec["reference"]
         assert len(str(ref["commit"])) == 40, rec["id"]
         assert ref["replicates"] >= 2 and ref["batch"] == rec["ours"]["batch"], rec["id"]
+        for s in rec["statistics"]:     # a measured figure has a Monte-Carlo error: 0 is a placeholder
+            assert ref["figures"][s]["se"] > 0, (rec["id"], s, ref["figures"][s])
         assert rec["mapping"], rec["id"]
     covered = {r["solver"] for r in RECORDS}
     official = {"ddrm", "ddnm", "dps", "pgdm", "gdm", "daps_1k", "daps_4k", "mgps", "diffpir", "reddiff"}
@@ -57,6 +59,21 @@ def test_table_lists_every_solver():
     md = table.markdown(RECORDS, all_solvers=solvers.names())
     for name in solvers.names():
         assert f"| {name} |" in md, name
+
+
+def test_stored_figures_support_the_verdicts():
+    """The README table is generated from the records' ``measured`` blocks (our side as last run by
+    ``python -m benchmarks.parity --write``): every record has one, and its z-scores are those its
+    verdict claims (|z| <= 3 where agreement is claimed; the reference defect shown for REFERENCE-BUG)."""
+    for rec in RECORDS:
+        if rec["verdict"] == "PENDING":
+            continue
+        res = rec.get("measured")
+        assert res, f"{rec['id']}: no measured block (run python -m benchmarks.parity --only {rec['id']} --write)"
+        for s, z in runner.agreement(rec, res).items():
+            assert abs(z) <= Z_MAX, (rec["id"], s, z)
+        if rec["verdict"] == "REFERENCE-BUG":
+            assert runner.bug_shown(rec, res), rec["id"]
 
 
 def _param(rec):
