@@ -26,6 +26,7 @@ import operators
 import priors
 import solvers
 from dipbench.io import write_json
+from solvers.timing import TimingDenoiser
 
 TASKS = {"inpaint_half": ("inpaint_half", {}), "sr_x2": ("sr_block", {"factor": 2}),
          "deblur_uniform": ("deblur_uniform", {"size": 5, "threshold": 0.2}),
@@ -159,7 +160,7 @@ def run(prior_name, solver_names, task_names, batches, budget, dev, log=print):
                 x = prior.sample(b, torch.Generator().manual_seed(0)).to(dev) if hasattr(prior, "sample") \
                     else torch.zeros((b,) + shape, device=dev)
                 y = op(x) + 0.05 * torch.randn((b,) + tuple(op.y_shape), device=dev)
-                den = solvers.CountingDenoiser(prior)
+                den = TimingDenoiser(prior)
                 top = TimedOperator(op, dev)
                 g = torch.Generator(device=dev).manual_seed(0)
                 if dev.startswith("cuda"):
@@ -171,15 +172,18 @@ def run(prior_name, solver_names, task_names, batches, budget, dev, log=print):
                     sync(dev)
                     wall = time.perf_counter() - t
                 expected = den.nfe * t_fwd + den.vjp * t_vjp
+                in_net = den.network_s
                 peak = torch.cuda.max_memory_allocated() / 2**20 if dev.startswith("cuda") else mem.mb
                 row = dict(prior=prior_name, task=task, solver=sname, batch=b, nfe=den.nfe, vjp=den.vjp,
                            wall_s=wall, t_forward_ms=1e3 * t_fwd, t_vjp_ms=1e3 * t_vjp,
-                           overhead=wall / expected if expected > 0 else float("nan"),
+                           network_s=in_net, network_fwd_s=den.fwd_s, network_bwd_s=den.bwd_s,
+                           overhead=wall / in_net if in_net > 0 else float("nan"),
+                           overhead_bare=wall / expected if expected > 0 else float("nan"),
                            operator_share=top.seconds / wall,
                            images_per_s=b / wall, peak_mem_mb=peak)
                 rows.append(row)
                 log(f"{prior_name:>12} {task:>14} {sname:>12} B={b:<3d} NFE={den.nfe:<5d} VJP={den.vjp:<5d} "
-                    f"wall={wall:7.2f}s overhead={row['overhead']:6.2f} op={row['operator_share']:4.0%} img/s={row['images_per_s']:7.2f} "
+                    f"wall={wall:7.2f}s overhead={row['overhead']:6.2f} (bare {row['overhead_bare']:5.2f}) op={row['operator_share']:4.0%} img/s={row['images_per_s']:7.2f} "
                     f"mem={peak:7.1f}MB")
     return rows
 
