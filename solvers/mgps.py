@@ -107,7 +107,7 @@ class MGPS(Solver):
             d/d mu    = g + (mu - m) / s2
             d/d omega = g * e * n - 1 + e^2 / s2
         (the KL of two Gaussians, differentiated by hand).  Equal to the optimiser version to float
-        rounding (tests/test_mgps_fit.py keeps it as the reference)."""
+        rounding (tests/test_solver_refactors.py keeps it as the reference)."""
         p = self.p
         b1, b2, eps = 0.9, 0.999, 1e-8
         lrs = (p.lr * math.sqrt(1 + sl ** 2), p.lr)
