@@ -137,8 +137,12 @@ def build_prior(name, dev):
     return priors.build(name).to(dev)
 
 
-def run(prior_name, solver_names, task_names, batches, budget, dev, log=print):
+def run(prior_name, solver_names, task_names, batches, budget, dev, log=print, speed=None):
     prior = build_prior(prior_name, dev)
+    if speed:
+        from priors.speed import apply as apply_speed
+
+        apply_speed(prior, speed, dev, log=log)
     shape = tuple(prior.shape)
     rows = []
     for task in task_names:
@@ -234,6 +238,14 @@ def to_markdown(payload) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _speed_opts(text: str) -> dict:
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        k, _, v = item.partition("=")
+        out[k] = v or True
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--priors", "--prior", dest="priors", default="edm_unet,gaussian_fit",
@@ -245,6 +257,7 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/report/perf.json")
+    ap.add_argument("--speed", default="", help="GPU switches, e.g. channels_last,compile,autocast=bf16 (priors/speed.py)")
     ap.add_argument("--md", default=None, help="also write a Markdown table (e.g. results/report/perf.md)")
     ap.add_argument("--ci-split", default=None, metavar="CONFIG",
                     help="also time an end-to-end snakemake run of CONFIG (benchmarks/ci_split.py)")
@@ -254,7 +267,7 @@ def main(argv=None):
     rows = []
     for prior in a.priors.split(","):
         rows += run(prior, a.solvers.split(","), a.tasks.split(","), [int(b) for b in a.batches.split(",")],
-                    a.budget, a.device)
+                    a.budget, a.device, speed=_speed_opts(a.speed))
     from dipbench.provenance import record
     payload = dict(rows=rows, batching_speedup=speedups(rows), machine=record(a.device), args=vars(a))
     if a.ci_split:
