@@ -170,6 +170,8 @@ def estimate(cfg: dict, device: str | None = None) -> dict:
 
 def summary_line(est: dict) -> str:
     done, jobs = est["estimated_jobs"], est["jobs"]
+    if not done:
+        return (f"no cost estimate on {est['device']} for any of the {jobs} solve jobs: " + "; ".join(est["missing"]))
     s = (f"estimated cost on {est['device']}: {est['total_s'] / 3600:.2f} device-hours over {done} of {jobs} solve "
          f"jobs; longest job {est['longest_s'] / 60:.1f} min ({est['longest_job']})")
     if est["missing"]:
