@@ -12,7 +12,7 @@ measured).  A job (dataset x task x solver x seed) takes ceil(images / batch) ba
 NFE x t_forward + VJP x t_vjp; the solvers' own work around the network is at most 10% of that on
 the trained prior (benchmarks/perf.py), so the estimate is the network time alone and a job's
 SLURM runtime is ``runtime_safety`` (config ``resources: {solve: {runtime_safety: 3}}``) times it
-plus ``LOAD_MIN`` minutes for start-up and model loading.
+plus ``LOAD_MIN`` minutes for start-up and model loading, at least ``MIN_RUNTIME`` minutes.
 
 A prior x device pair without a measured row has no estimate: the tool says so, names the command
 that measures it, and the SLURM runtime falls back to the size-class formula
@@ -31,6 +31,8 @@ from pathlib import Path
 
 TABLE = Path(__file__).with_name("net_times.csv")
 LOAD_MIN = 5          # minutes added to a job's runtime for interpreter start, imports, model loading
+MIN_RUNTIME = 30      # minutes: the floor of a solve job's request (as the size-class formula's); a short
+                      # job asking for a little more costs nothing, one killed at its limit costs a retry
 SAFETY = 3.0          # default runtime_safety
 FIELDS = ["prior", "device", "batch", "t_forward_ms", "t_vjp_ms", "status", "load_avg", "command", "date"]
 
@@ -136,13 +138,14 @@ def job_seconds(cfg: dict, dataset: str, task: str, entry: str, device: str | No
 
 
 def runtime_minutes(cfg: dict, dataset: str, task: str, entry: str) -> int | None:
-    """SLURM runtime (minutes) of one solve job from the estimate: safety x estimate + LOAD_MIN, or
+    """SLURM runtime (minutes) of one solve job from the estimate: safety x estimate + LOAD_MIN (at
+    least MIN_RUNTIME), or
     None when there is no estimate (the caller falls back to its formula)."""
     secs, _ = job_seconds(cfg, dataset, task, entry)
     if secs is None:
         return None
     safety = float(((cfg.get("resources") or {}).get("solve") or {}).get("runtime_safety", SAFETY))
-    return max(LOAD_MIN + 1, math.ceil(safety * secs / 60) + LOAD_MIN)
+    return max(MIN_RUNTIME, math.ceil(safety * secs / 60) + LOAD_MIN)
 
 
 def estimate(cfg: dict, device: str | None = None) -> dict:

@@ -59,10 +59,13 @@ def test_job_seconds_and_runtime_resource(ci):
     t = E.net_time("edm_unet", "cpu-shared", 4)
     assert (info["nfe"], info["vjp"], info["images"], info["batch"]) == (110, 100, 4, 4)
     assert secs == pytest.approx(110 * t[0] + 100 * t[1])
-    cfg["resources"]["solve"]["runtime_safety"] = 2
-    want = max(E.LOAD_MIN + 1, -(-2 * secs // 60) + E.LOAD_MIN)
+    cfg["resources"]["solve"]["runtime_safety"] = 20
+    want = max(E.MIN_RUNTIME, -(-20 * secs // 60) + E.LOAD_MIN)
+    assert want > E.MIN_RUNTIME                   # the estimate, not the floor, decides here
     assert C.solve_resources(cfg, "skimage32_unet", 1, "sr_x2", "vml_map")["runtime"] == want
     assert C.solve_resources(cfg, "skimage32_unet", 2, "sr_x2", "vml_map")["runtime"] == 2 * want
+    cfg["resources"]["solve"]["runtime_safety"] = 1   # a short job: the floor
+    assert C.solve_resources(cfg, "skimage32_unet", 1, "sr_x2", "ddrm")["runtime"] == E.MIN_RUNTIME
     # no measured row (the gpu rows are listed but not measured): the formula, as before
     cfg["estimate_device"] = "gpu"
     assert E.job_seconds(cfg, "skimage32_unet", "sr_x2", "vml_map")[0] is None
