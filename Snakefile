@@ -35,7 +35,7 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/gmm.smk"
 include: "workflow/rules/run_control.smk"
-for _extra in ("train.smk", "prefetch.smk", "perf.smk"):
+for _extra in ("train.smk", "prefetch.smk", "perf.smk", "estimate.smk"):
     if (Path(workflow.basedir) / "workflow" / "rules" / _extra).exists():
         include: f"workflow/rules/{_extra}"
 

@@ -477,15 +477,23 @@ _SIZE_CLASSES = (  # (max pixels C*H*W, host mem_mb, seconds per image)
 )
 
 
-def solve_resources(cfg, dataset: str, attempt: int = 1) -> dict:
-    """Resources of one solve job (dataset x task x solver x seed, all images), grown per retry."""
+def solve_resources(cfg, dataset: str, attempt: int = 1, task: str | None = None, solver: str | None = None) -> dict:
+    """Resources of one solve job (dataset x task x solver x seed, all images), grown per retry.
+    runtime: the config's `runtime` when given; else, with task and solver known, the cost estimate
+    (dipbench/estimate.py: measured network time x counted calls x `runtime_safety`) where the prior
+    has a measured row for the device; else the size-class formula below."""
     shape = dataset_shape(cfg, dataset) or (3, 256, 256)
     pixels = math.prod(shape)
     mem, spi = next((m, s) for lim, m, s in _SIZE_CLASSES if pixels <= lim)
     over = dict((cfg.get("resources") or {}).get("solve") or {})
     n = dataset_entry(cfg, dataset)["n_images"] or 1000
     spi = float(over.get("seconds_per_image", spi))
-    runtime = int(over.get("runtime", max(30, math.ceil(1.5 * n * spi / 60))))
+    est = None
+    if "runtime" not in over and "seconds_per_image" not in over and task is not None and solver is not None:
+        from .estimate import runtime_minutes
+
+        est = runtime_minutes(cfg, dataset, task, solver)
+    runtime = est or int(over.get("runtime", max(30, math.ceil(1.5 * n * spi / 60))))
     gpu = int(over.get("gpu", 0 if str(cfg.get("device", "auto")) == "cpu" else 1))
     return dict(mem_mb=int(over.get("mem_mb", mem)) * attempt, runtime=runtime * attempt, gpu=gpu)
 

@@ -368,6 +368,9 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
     op = operator_for(meta).to(device)
     prior = build_prior(cfg, dataset).to(device)
     require_labels(m["labels"], dataset, prior)
+    from priors.speed import apply as _speed  # GPU switches (config `speed`), off by default
+
+    speed_notes = _speed(prior, cfg.get("speed"), device, log=log)
     load_s = time.perf_counter() - t_start  # operator + prior (checkpoint loading)
     batch = int(cfg.get("batch_size", 16))
     n = len(m["ids"])
@@ -382,7 +385,7 @@ def solve(cfg, dataset: str, task: str, solver: str, seed: int, meas_dir, run_di
     common = dict(dataset=dataset, task=task, solver=solver, solver_registry=entry["solver"], seed=seed,
                   sweep_of=entry.get("sweep_of"), n_images=n, batch_size=batch, device_kind=device,
                   measurement=str(meas_dir), sigma_y=float(meta["sigma_y"]), sigma_y_solver=told,
-                  oracle=C.oracle_notes(entry),
+                  oracle=C.oracle_notes(entry), **({"speed": speed_notes} if speed_notes else {}),
                   config_hash=config_hash(dict(solver=entry, task=meta["task_entry"],
                                                dataset=meta["dataset_entry"], batch_size=batch, seed=seed)))
     for key in ("project", "best_of", "oracle_init"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from dipbench.schedule import grid
+from .adam import ElementwiseAdam
 from .base import Solver, noise
 from .registry import register
 
@@ -41,8 +42,8 @@ class REDDiff(Solver):
             mu0 = op.pinv(y).reshape(shape)
         else:
             mu0 = torch.zeros(shape, device=y.device, dtype=y.dtype)
-        mu = mu0.detach().clone().requires_grad_(True)
-        opt = torch.optim.Adam([mu], lr=p.lr, betas=tuple(p.betas))
+        mu = mu0.detach().clone()
+        opt = ElementwiseAdam([mu], lr=p.lr, betas=tuple(p.betas))   # torch.optim.Adam's update
         b = y.shape[0]
         if p.output not in ("x0_pred", "mu"):
             raise ValueError(f"reddiff: output must be 'x0_pred' or 'mu', got {p.output!r}")
@@ -51,14 +52,14 @@ class REDDiff(Solver):
             before_last = mu.detach().clone()
             eps = noise(shape, generator)
             with torch.no_grad():
-                xt = mu.detach() + st * eps
+                xt = mu + st * eps
                 eps_hat = (xt - den(xt, st)) / st
             with torch.enable_grad():
-                r = (y - op(mu)).reshape(b, -1)
+                mr = mu.detach().requires_grad_(True)
+                r = (y - op(mr)).reshape(b, -1)
                 obs = 0.5 * (r ** 2).mean(1).sum()
-                reg = ((eps_hat - eps) * mu).reshape(b, -1).mean(1).sum()
+                reg = ((eps_hat - eps) * mr).reshape(b, -1).mean(1).sum()
                 loss = p.obs_weight * obs + p.lam * st * reg
-                opt.zero_grad()
-                loss.backward()
-            opt.step()
+                (g,) = torch.autograd.grad(loss, mr)
+            opt.step([g])
         return before_last if p.output == "x0_pred" else mu.detach()

@@ -19,6 +19,8 @@ def all_runs():
 # The cluster/workstation profiles override them with set-resources where needed.
 def solve_resource(key):
     def f(wildcards, attempt):
+        if key == "runtime":  # from the cost estimate (dipbench/estimate.py) where one exists
+            return C.solve_resources(config, wildcards.dataset, attempt, wildcards.task, wildcards.solver)[key]
         return C.solve_resources(config, wildcards.dataset, attempt)[key]
     return f
 
