@@ -52,6 +52,8 @@ def solve_spec(wildcards):
                 device=config["device"])
     # the checkpoint file(s) by path, size and mtime: a swapped checkpoint re-solves (dipbench/inputs.py)
     spec["checkpoints"] = _inputs.checkpoint_fingerprint(config, wildcards.dataset)
+    if config.get("speed"):   # GPU switches (autocast, compile) can change the numbers: re-solve
+        spec["speed"] = config["speed"]
     n = _failure_count(RUN.format(**wildcards))
     if n:
         spec["retry"] = n
