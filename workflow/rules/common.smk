@@ -57,4 +57,14 @@ def solve_spec(wildcards):
     n = _failure_count(RUN.format(**wildcards))
     if n:
         spec["retry"] = n
-    return spec
+    return key_sorted(spec)
+
+
+def key_sorted(obj):
+    """Params with every mapping's keys in sorted order: Snakemake compares params as written, so
+    reordering keys in a config file (a tool rewriting it) must not re-run jobs."""
+    if isinstance(obj, dict):
+        return {k: key_sorted(obj[k]) for k in sorted(obj, key=str)}
+    if isinstance(obj, (list, tuple)):
+        return [key_sorted(v) for v in obj]
+    return obj

@@ -6,7 +6,7 @@ rule measure:
         npz=MEAS + "/measurement.npz",
         meta=MEAS + "/meta.json",
     params:
-        spec=lambda w: C.measure_spec(config, w.dataset, w.task),  # + oracle_init sigmas when asked for
+        spec=lambda w: key_sorted(C.measure_spec(config, w.dataset, w.task)),  # + oracle_init sigmas when asked for
         # the image files (root, list, each file's size and mtime): a swapped data folder re-measures
         inputs=lambda w: _inputs.data_fingerprint(config, w.dataset),
     log:
