@@ -1,6 +1,6 @@
 """MGPS Table 1 style experiment: 25-component Gaussian-mixture prior, exact posterior, sliced W.
 
-Setup (ANCHORS 4.1; MGPS `gmm_25` / `generate_linear_inverse_problem`, whose driver for Table 1 is not
+Setup (MGPS `gmm_25` / `generate_linear_inverse_problem`, whose driver for Table 1 is not
 public): means (8i, 8j), i, j in {-2..2}, tiled to dimension d; identity covariances; weights
 uniform(0, 1) normalised; per replicate a random A ~ N(0, 1) of shape (d_y, d) (d_y = 1 by default,
 MGPS's default), x* ~ prior, y = A x* + sigma_y n.  sigma_y is fixed (default 0.5; MCGdiff draws

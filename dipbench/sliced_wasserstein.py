@@ -1,4 +1,4 @@
-"""Sliced Wasserstein-1 distance between two sample sets (the MGPS toy metric, ANCHORS 4.1).
+"""Sliced Wasserstein-1 distance between two sample sets (the MGPS toy metric).
 
 Random directions: standard normal vectors from a seeded generator, normalised to unit length; both
 sets are projected on each direction and the 1-D Wasserstein-1 distance is computed exactly from

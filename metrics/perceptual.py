@@ -1,6 +1,6 @@
 """Perceptual metrics with pretrained backbones: LPIPS (``lpips`` package) and FID (clean-fid).
 
-Which LPIPS net each paper used (ANCHORS.md 5.1; values are not comparable across nets, so every
+Which LPIPS net each paper used (values are not comparable across nets, so every
 table names its net):
   * ``lpips_vgg``  -- DPS and DiffPIR (``lpips``, VGG); DAPS and InverseBench use piq's VGG LPIPS
     (``replace_pooling=True``, not identical to this one).

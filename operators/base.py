@@ -4,7 +4,7 @@ Every operator maps a batch x of shape (B, *x_shape) to y of shape (B, *y_shape)
 Capabilities are declared in ``provides`` ("forward", "adjoint", "svd"); asking for a missing one
 raises :class:`MissingCapability` naming the operator and what it lacks.
 
-SVD operators follow one spectral convention (DESIGN.md, Interfaces):
+SVD operators follow one spectral convention:
 ``Vt(x)`` -> (B, n) coefficients, ``singulars()`` -> (k,) positive values aligned with the first k
 coefficients, ``Ut(y)`` -> (B, m) coefficients whose first k are aligned the same way, ``U(z)`` maps
 (B, k) or (B, m) back to y-space and ``V(c)`` (B, n) back to x-space.  Forward, adjoint and the

@@ -12,7 +12,7 @@ Parameter naming follows the released state dicts: ``time_embed.{0,2}``, ``input
 ``in_layers.{0,2}``, ``emb_layers.1``, ``out_layers.{0,3}``, ``skip_connection``; attention blocks
 hold ``norm``, ``qkv`` and ``proj_out`` (1-D convolutions over flattened pixels).
 
-VP -> EDM wrapping (shared/DESIGN.md): the VP network models x_vp = sqrt(abar_t) x0 + sqrt(1-abar_t) n.
+VP -> EDM wrapping: the VP network models x_vp = sqrt(abar_t) x0 + sqrt(1-abar_t) n.
 For VE x = x0 + sigma n, x / sqrt(1 + sigma^2) is such a sample at the (fractional) timestep t with
 abar_t = 1 / (1 + sigma^2), on the linear beta schedule 1e-4 .. 0.02, T = 1000; then
 D(x, sigma) = x - sigma eps_hat(x / sqrt(1 + sigma^2), t).  t is found by interpolating

@@ -1,4 +1,4 @@
-"""DAPS (Zhang, Chu et al., CVPR'25), native EDM form (ANCHORS 2.7); ``daps_1k`` and ``daps_4k``.
+"""DAPS (Zhang, Chu et al., CVPR'25), native EDM form; ``daps_1k`` and ``daps_4k``.
 
 Annealing grid: EDM poly-rho (rho = 7) from sigma_max = 100 to sigma_min = 0.1 with
 ``annealing_steps + 1`` points, of which the first ``annealing_steps`` are used, then 0 (DAPS's

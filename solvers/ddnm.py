@@ -1,4 +1,4 @@
-"""DDNM / DDNM+ (Wang, Yu, Zhang, ICLR'23) in VE form, in the operator's spectral basis (ANCHORS 2.8).
+"""DDNM / DDNM+ (Wang, Yu, Zhang, ICLR'23) in VE form, in the operator's spectral basis.
 
 Per step sigma_t -> sigma_s:  x0 = D(x_t, sigma_t), eps = (x_t - x0) / sigma_t (from the *uncorrected*
 x0, as in DDNM), then the range-null correction x0' = x0 - Lambda A^+ (A x0 - y).  In spectral

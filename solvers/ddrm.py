@@ -1,4 +1,4 @@
-"""DDRM (Kawar et al. 2022) in VE form, in the operator's spectral basis (ANCHORS.md 2.4).
+"""DDRM (Kawar et al. 2022) in VE form, in the operator's spectral basis.
 
 x_bar = V^T x, y_bar_i = (U^T y)_i / s_i.  Step sigma_t -> sigma_s with x0 = D(x_t, sigma_t),
 eps_bar = V^T (x_t - x0) / sigma_t, per coefficient:

@@ -1,4 +1,4 @@
-"""DiffPIR (Zhu et al., CVPRW'23) in VE form (ANCHORS 2.9).
+"""DiffPIR (Zhu et al., CVPRW'23) in VE form.
 
 Per step sigma_t -> sigma_s:  x0 = D(x_t, sigma_t); data step
     x0~ = argmin_x ||y - A x||^2 + rho_t ||x - x0||^2,   rho_t = lam * sigma_n^2 / sigma_t^2,

@@ -1,6 +1,6 @@
 """Shared pieces for the diffusion samplers, all in the EDM / VE convention (x = x0 + sigma n).
 
-VP <-> VE (ANCHORS.md section 1): abar = 1 / (1 + sigma^2), x_VE = x_VP / sqrt(abar), x0-hat and the
+VP <-> VE: abar = 1 / (1 + sigma^2), x_VE = x_VP / sqrt(abar), x0-hat and the
 predicted noise eps-hat = (x - D) / sigma are the same in both.  A VP-code additive step
 ``x_s += c * grad_{x_t^VP} f`` is ``x_s += c / (sqrt(abar_t) sqrt(abar_s)) * grad_{x^VE} f`` in VE
 coordinates (``vp_step_to_ve``).

@@ -1,4 +1,4 @@
-"""DPS (Chung et al., ICLR'23) in VE form (ANCHORS 2.6).
+"""DPS (Chung et al., ICLR'23) in VE form.
 
 Per step sigma_t -> sigma_s:  x0 = D(x_t, sigma_t), clipped to [-1, 1] when ``clip`` (DPS's
 ``clip_denoised: True``; the clamp also cuts the gradient on saturated entries, as in DPS);
@@ -8,7 +8,7 @@ fixed posterior variance is used); then
 
     x_s = x' - zeta / (sqrt(abar_t) sqrt(abar_s)) * grad_{x_t} ||y - A(x0)||,
 
-the VE form of DPS's VP step -zeta grad_{x_t^VP} ||y - A(x0)|| (ANCHORS 1; abar = 1/(1+sigma^2)).
+the VE form of DPS's VP step -zeta grad_{x_t^VP} ||y - A(x0)|| (abar = 1/(1+sigma^2)).
 The norm is the *plain* (not squared) Euclidean norm, as in DPS, but taken **per image**: DPS's
 code takes one norm of the whole batch tensor, which couples the images of a batch (the step of
 each image then depends on the others' residuals); here each image's step is

@@ -1,4 +1,4 @@
-"""MGPS, midpoint guidance posterior sampling (Moufad, Janati et al., ICLR'25), VE form (ANCHORS 2.3).
+"""MGPS, midpoint guidance posterior sampling (Moufad, Janati et al., ICLR'25), VE form.
 
 Grid: DDPM integer timesteps t_k = linspace(0, 999, steps).long() on ADM's linear schedule with a
 leading abar = 1 (index 0 is clean), as VE sigmas.  For k = steps-1 ... 2, (t, t') = (t_k, t_{k-1}):
@@ -12,7 +12,7 @@ leading abar = 1 (index 0 is clean), as VE sigmas.  For k = steps-1 ... 2, (t, t
        KL(q || N(m, s^2 I)) + ||y - A(D(x~, sigma_l))||^2 / (2 sigma_y^2),  x~ = mu + exp(omega) n,
    one reparametrised sample per step (1 NFE + 1 VJP at sigma_l); for l = 1 the potential is
    applied to x~ directly.  The Adam lr on mu is lr * sqrt(1 + sigma_l^2): MGPS optimises mu in VP
-   units, and Adam's step is in parameter units (ANCHORS 2.3, VE note); omega's lr is lr;
+   units, and Adam's step is in parameter units; omega's lr is lr;
 5. x~_l ~ q; x_{t'} from the VE bridge between x~_l (at sigma_l) and x_t (at sigma_t);
    x0_prev = D(x~_l, sigma_l).
 Output D(x_{t_1}, sigma_{t_1}).  Losses are per image and summed over the batch (Adam is

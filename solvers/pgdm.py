@@ -1,4 +1,4 @@
-"""PGDM / Pi-GDM (Song, Vahdat, Mardani, Kautz, ICLR'23) in VE form, noisy SVD variant (ANCHORS 2.5).
+"""PGDM / Pi-GDM (Song, Vahdat, Mardani, Kautz, ICLR'23) in VE form, noisy SVD variant.
 
 At level sigma_t with x0 = D(x_t, sigma_t) and J = dD/dx the guidance is
 
@@ -9,7 +9,7 @@ A^T (A A^T + c I)^-1 (y - A x0) = V pad( s (ybar_k - s xbar0_k) / (s^2 + c) ),  
 (sigma_y = 0 gives the noiseless Pi-GDM vector A^+ (y - A x0).)  One VJP through the denoiser.
 The update is the VE DDIM step (DDIM-eta convention) plus ``weight * g``: the VP-code update
 sqrt(abar_{t-1}) sqrt(abar_t) w grad_{x_t^VP} used by RED-diff's Pi-GDM is exactly weight w in VE
-coordinates (ANCHORS 1), so the default weight is 1.
+coordinates, so the default weight is 1.
 
 Official code is not public.  Defaults follow MGPS's re-implementation of the noisy SVD form
 (`sampler/pgdm.yaml`: 1000 steps, DDIM eta = 1, start from pure noise), the reference for this
@@ -191,7 +191,7 @@ class GDM(PGDM):
       (y - A(x0)) / (1 + c), c = sigma_y^2 / r_t^2: MGPS's surrogate with the noise term kept.
     * ``"mgps"``: MGPS's JPEG path as its code runs it (``mgps_surrogate_vector``: the residual
       y - A(x0), no noise term) with its step weight sqrt(abar_t) in VP units, which is
-      sqrt(1 + sigma_s^2) in VE units (ANCHORS' VP -> VE rule: a VP step c grad_{x_t^VP} is
+      sqrt(1 + sigma_s^2) in VE units (the VP -> VE rule: a VP step c grad_{x_t^VP} is
       c / sqrt(abar_t abar_s) grad_{x^VE}; Pi-GDM's own weight sqrt(abar_t abar_s) is 1).
     MGPS App. D.2 reports that on JPEG the guidance "worsens the performance"; both are here so
     that the table's PGDM-on-JPEG cell can be regenerated ("mgps") and compared ("jacobian").

@@ -1,4 +1,4 @@
-"""RED-diff (Mardani, Song, Kautz, Vahdat, ICLR'24) in VE form (ANCHORS 2.10).
+"""RED-diff (Mardani, Song, Kautz, Vahdat, ICLR'24) in VE form.
 
 Optimise mu (an x0 estimate) with Adam(lr, betas (0.9, 0.99)), mu initialised at A^+ y (zeros when the
 operator has no pseudo-inverse).  For each sigma_t of a descending grid: draw eps, x_t = mu + sigma_t eps

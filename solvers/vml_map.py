@@ -1,14 +1,14 @@
 """VML-MAP: per noise level, gradient descent on the simplified variational mode-seeking loss.
 
 VML_S(x) = ||y - H D||^2 / (2 sy^2) - ||x - D||^2 / (2 s^2) - log p_s(x),  D = D(x, s),
-whose gradient is one vector-Jacobian product (DESIGN.md):
+whose gradient is one vector-Jacobian product:
     grad = J^T g,   g = H^T (H D - y) / sy^2 + (x - D) / s^2.
 Loop: x = s_max n; for each of N levels run K steps x <- x - eta_i grad, then x0 = D(x, s_i) and
 renoise x = x0 + s_{i+1} n'.  The last x0 is returned.
 
 Step size: eta_i = c / (||H||^2 / sy^2 + 1 / (4 s_i^2)), a bound on the curvature of the loss
 (the prior part of the Hessian peaks at 1/(4 s^2), the data part at ||H||^2 / sy^2), with c the
-per-task constant ``lr_scale``.  A fixed eta proportional to sy^2 diverges (DESIGN.md, measured).
+per-task constant ``lr_scale``.  A fixed eta proportional to sy^2 diverges.
 For a noiseless task sy is floored at ``sigma_y_floor`` inside the loss.  The paper's own
 learning-rate rule is not in the text this project could read (only its opening is stored).
 

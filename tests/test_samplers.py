@@ -2,7 +2,7 @@
 
 What is asserted, and why it is achievable:
 * No sampler here is exact on a general (anisotropic) Gaussian prior at finite steps: each replaces
-  p(x0 | x_t) or p(y | x_t) by an approximation (DESIGN/ANCHORS).  So the Gaussian tests assert
+  p(x0 | x_t) or p(y | x_t) by an approximation.  So the Gaussian tests assert
   (a) the sample mean is much closer to the exact posterior mean than the prior mean is
   (relative error ``err = |mean - post_mean| / |prior_mean - post_mean|`` below a bound set at
   about 1.5-2x the value measured with these seeds, and always < 1), and (b) the spread
@@ -13,7 +13,7 @@ What is asserted, and why it is achievable:
 * Noiseless consistency (DDRM, DDNM, PGDM, DiffPIR): with sigma_y = 0 the output satisfies A x = y
   on inpainting / block-SR (DDRM/DDNM project exactly in their last step: residual < 1e-3; PGDM
   and DiffPIR only approximately, residual < 1e-2, measured 2.5e-3 for PGDM).
-* Gaussian-mixture toy (ANCHORS 4.1): every sampler's sliced W1 to exact posterior samples is below
+* Gaussian-mixture toy: every sampler's sliced W1 to exact posterior samples is below
   that of prior samples (measured ratios in MEASURED_GMM).
 * DPS uses a per-image norm: the guidance of one image does not depend on the rest of the batch.
 """
