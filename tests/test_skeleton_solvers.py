@@ -18,7 +18,7 @@ def problem():
 @pytest.mark.parametrize("task,params,tol", [
     ("inpaint_half", {}, 0.03), ("sr_block", {"factor": 2}, 0.05)])
 def test_vml_map_reaches_exact_map(problem, task, params, tol):
-    """The design notes measured 0.010-0.024 (half mask) and 0.021-0.040 (SR x2) with (N, K) = (20, 50);
+    """Measured before: 0.010-0.024 (half mask) and 0.021-0.040 (SR x2) with (N, K) = (20, 50);
     here 0.014 and 0.030 are measured, so 0.03 / 0.05 leave a margin for seeds and BLAS."""
     prior, x, g = problem
     op = operators.build(task, SHAPE, **params)
