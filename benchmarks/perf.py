@@ -44,7 +44,7 @@ SMALL = {"vml_map": dict(steps=5, iters=10), "vml_map_pre": dict(steps=5, iters=
          "ddrm": dict(steps=20), "ddnm": dict(steps=50), "pgdm": dict(steps=50), "gdm": dict(steps=50),
          "dps": dict(steps=50),
          "diffpir": dict(steps=50), "reddiff": dict(steps=50), "daps_1k": dict(annealing_steps=10, langevin_steps=20),
-         "daps_4k": dict(annealing_steps=10, langevin_steps=20), "mgps": dict(steps=20)}
+         "daps_4k": dict(annealing_steps=10, ode_steps=20, langevin_steps=20), "mgps": dict(steps=20)}
 LATENT = {"resample", "latent_daps", "psld", "latent_vml_map", "latent_mgps"}  # need a prior with encode/decode
 
 

@@ -369,5 +369,14 @@ def test_init_grids():
     v = grid_from("vp_uniform", 100, prior, 0.002, 80.0, 7.0, 0.5)
     base = grid("vp_uniform", 100, prior).tolist()
     assert v[0] == 0.5 and v[1:] == [s for s in base if s < 0.5] and len(v) < len(base)
+    # analytic priors cover every sigma; a network prior has a finite range (EDM: up to 80)
+    class Bounded:
+        sigma_min, sigma_max = 0.002, 80.0
+
+        def __getattr__(self, name):
+            return getattr(prior, name)
+
     with pytest.raises(ValueError, match="range"):
-        grid_from("edm", 7, prior, 0.002, 80.0, 7.0, 1e3)
+        grid_from("edm", 7, Bounded(), 0.002, 80.0, 7.0, 1e3)
+    with pytest.raises(ValueError, match="range"):
+        grid_from("edm", 7, prior, 0.002, 80.0, 7.0, 0.0)
