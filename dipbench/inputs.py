@@ -133,13 +133,11 @@ def _dataset(cfg, dataset: str):
 
 def selected_ids(cfg, dataset: str, ds=None) -> list[str]:
     """The ids the measure step uses (n_images, subset_seed), without reading pixels."""
-    from .pipeline import random_subset
+    from .pipeline import dataset_ids
 
     e = C.dataset_entry(cfg, dataset)
     ds = ds if ds is not None else _dataset(cfg, dataset)
-    if e.get("subset_seed") is not None:
-        return random_subset(ds.ids, e["n_images"], e["subset_seed"], dataset, e["images"])
-    return ds.subset(e["n_images"])
+    return dataset_ids(e, ds, dataset)
 
 
 def image_files(cfg, dataset: str):
@@ -171,7 +169,8 @@ def _env_key() -> str:
 
 @functools.lru_cache(maxsize=256)
 def _data_fp(entry_json: str, env: str, dataset: str) -> str:
-    cfg = {"datasets": {dataset: json.loads(entry_json)}}
+    # the raw entry of the dataset (of its test dataset for a `<dataset>.tune` split)
+    cfg = {"datasets": {C.split_of(dataset)[0]: json.loads(entry_json)}}
     try:
         root, ids, paths = image_files(cfg, dataset)
     except Exception as e:  # noqa: BLE001 - the measure job reports it with the fix
@@ -185,7 +184,8 @@ def _data_fp(entry_json: str, env: str, dataset: str) -> str:
 
 
 def _raw_entry(cfg, dataset: str) -> str:
-    return json.dumps(cfg["datasets"][dataset] or {}, sort_keys=True, default=str)
+    base = dataset if dataset in cfg["datasets"] else C.split_of(dataset)[0]   # `<d>.tune` -> `<d>`
+    return json.dumps(cfg["datasets"][base] or {}, sort_keys=True, default=str)
 
 
 def data_fingerprint(cfg, dataset: str) -> dict:

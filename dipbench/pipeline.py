@@ -123,17 +123,24 @@ def _checkpoint_of(prior: dict):
         return None
 
 
+def dataset_ids(e: dict, ds, dataset: str) -> list[str]:
+    """The ids a dataset entry (``C.dataset_entry``) selects from the loader ``ds``: the tuning
+    split's for `<dataset>.tune`, a seeded random subset with ``subset_seed``, else the first
+    ``n_images``.  Shared by the measure step and the input fingerprints (dipbench/inputs.py)."""
+    if e.get("split"):  # `<dataset>.tune`: the tuning split's images (dipbench/config.py, tuning split)
+        return C.split_ids(e, ds.ids, dataset)
+    if e.get("subset_seed") is not None:
+        return random_subset(ds.ids, e["n_images"], e["subset_seed"], dataset, e["images"])
+    return ds.subset(e["n_images"])
+
+
 def load_images(cfg, dataset: str):
     """(ids, images); an unreadable image is named (id and file) with the dataset's fix hint."""
     import data
 
     e = C.dataset_entry(cfg, dataset)
     ds = data.build(e["images"], **e["params"])
-    if e.get("split"):  # `<dataset>.tune`: the tuning split's images (dipbench/config.py, tuning split)
-        ids = C.split_ids(e, ds.ids, dataset)
-    else:
-        ids = random_subset(ds.ids, e["n_images"], e["subset_seed"], dataset, e["images"]) if e.get("subset_seed") is not None \
-            else ds.subset(e["n_images"])
+    ids = dataset_ids(e, ds, dataset)
     try:
         return ids, ds.load(ids)
     except FileNotFoundError:
