@@ -35,14 +35,23 @@ def test_estimate_against_measured_walls():
     cores, 30x an idle machine at the peak), which moved the time of one network call by up to 15x
     between measurements: measured / estimated lies in [0.065, 1.31] over the committed rows (the
     per-call rows were timed at load 23, some solves ran at a lower load).  Stated factor: within 16x
-    either way, and the SLURM runtime's safety factor (3) covers every measured wall."""
-    ratios = []
+    either way, and the SLURM runtime's safety factor (3) covers every measured wall.  Rows
+    re-measured later (diffpir, mgps after the parity fixes) carry their own run's per-call times and
+    must agree within 2x (their bare-timing overheads were 0.64-1.54)."""
+    ratios, same_run = [], []
     for r in ROWS:
+        if r.get("t_forward_ms"):
+            # rows re-measured later (log says when) carry the bare per-call times of their own run:
+            # the estimate from those is checked tightly (wall / estimate = the run's bare overhead)
+            est = (int(r["nfe"]) * float(r["t_forward_ms"]) + int(r["vjp"]) * float(r["t_vjp_ms"])) / 1000
+            same_run.append(float(r["wall_s"]) / est)
+            continue
         t = E.net_time("edm_unet", "cpu-shared", int(r["batch"]))
         est = int(r["nfe"]) * t[0] + int(r["vjp"]) * t[1]
         ratios.append(float(r["wall_s"]) / est)
     assert 1 / 16 <= min(ratios) and max(ratios) <= 16, (min(ratios), max(ratios))
     assert max(ratios) <= E.SAFETY, max(ratios)
+    assert same_run and 0.5 <= min(same_run) and max(same_run) <= 2, same_run
 
 
 @pytest.fixture
