@@ -8,13 +8,7 @@ import torch
 from benchmarks import diagnose_map
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Batch-1 32x32 U-Net passes: one BLAS thread is as fast, and far faster on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def test_diagnose_map_smoke(capsys):

@@ -15,12 +15,7 @@ import solvers
 from solvers.base import noise
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def reference_solve(alg, y, op, den, sigma_y, generator):

@@ -25,13 +25,7 @@ from priors import edm_unet
 W = edm_unet.DEFAULT_WEIGHTS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small forward passes: one thread avoids oversubscription stalls on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 SIGMAS = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
