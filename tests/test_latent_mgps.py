@@ -13,14 +13,7 @@ import priors
 import solvers
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny (<= 768 numbers per image): one BLAS thread is faster than two, and
-    much faster on a loaded machine (measured 20x under a load of 10 on 2 cores); restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def gen(s):
