@@ -194,6 +194,7 @@ def seed_spread(df: pd.DataFrame, dataset: str, metric: str, out: Path) -> Path 
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(f"{dataset}: {metric} per seed (dots) and mean (bar)")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))   # room for the title, the y labels and the rotated names
     return _save(fig, out)
 
 
